@@ -1,0 +1,67 @@
+"""PNG plots for the data card (matplotlib, headless, no timestamps in the files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+_META = {"Software": None}  # keep the PNG bytes free of version strings: same data, same file
+TYPE_COLORS = {"attribute": "#4C72B0", "judge": "#DD8452", "object": "#55A868"}
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=_META)
+    plt.close(fig)
+    return path.name
+
+
+def render(stats: dict, out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    splits = [s for s, c in stats["per_split_type"].items() if sum(c.values())]
+    bottom = [0] * len(splits)
+    for t, color in TYPE_COLORS.items():
+        vals = [stats["per_split_type"][s][t] for s in splits]
+        ax.bar(splits, vals, bottom=bottom, label=t, color=color)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("examples")
+    ax.set_title("Examples per split and question type")
+    ax.legend()
+    files["types"] = _save(fig, out / "types_per_split.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    lengths = sorted({k for c in stats["steps_per_chain"].values() for k in c})
+    width = 0.27
+    for i, (t, color) in enumerate(TYPE_COLORS.items()):
+        c = stats["steps_per_chain"][t]
+        ax.bar([x + (i - 1) * width for x in lengths], [c.get(k, 0) for k in lengths], width, label=t, color=color)
+    ax.set_xticks(lengths)
+    ax.set_xlabel("steps per chain")
+    ax.set_ylabel("examples")
+    ax.set_title("Chain length")
+    ax.legend()
+    files["steps"] = _save(fig, out / "steps_per_chain.png")
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, (t, color) in zip(axes, TYPE_COLORS.items()):
+        top = list(stats["answers"][t].items())[:12]
+        ax.barh([a for a, _ in top][::-1], [n for _, n in top][::-1], color=color)
+        ax.set_title(f"{t} answers")
+    files["answers"] = _save(fig, out / "answers.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = stats["box_area_bins"]
+    labels = [f"{bins[i]:g}-{bins[i + 1]:g}" for i in range(len(bins) - 1)]
+    ax.bar(labels, stats["box_area_hist"], color="#8172B3")
+    ax.set_xlabel("box area (fraction of the image)")
+    ax.set_ylabel("step boxes")
+    ax.set_title("Box sizes")
+    files["boxes"] = _save(fig, out / "box_sizes.png")
+    return files

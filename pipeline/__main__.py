@@ -1,0 +1,112 @@
+"""Command line: ``python -m pipeline <command> --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from pipeline import env
+
+env.apply()
+
+log = logging.getLogger("pipeline")
+
+
+def _print_summary(s: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    print(f"\nRelease written to {s['release']}")
+    print(f"  examples: {s['examples']} over {s['images']} images")
+    print("  per type: " + ", ".join(f"{k} {v}" for k, v in s["per_type"].items()))
+    print("  per split: " + ", ".join(f"{k} {v}" for k, v in s["per_split"].items()))
+    ok = s["candidates"] == s["examples"] + s["rejected"]
+    print(f"  candidates {s['candidates']} = released {s['examples']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
+    if s["source_rejections"]:
+        print(f"  source records rejected: {s['source_rejections']} (see rejections.jsonl)")
+    print(f'  load: datasets.load_dataset("{s["release"]}", split="train")')
+
+
+def cmd_build(a: argparse.Namespace) -> int:
+    from pipeline.sources.base import SourceError
+
+    kwargs = dict(source=a.source, images=a.images, seed=a.seed, out=a.out, shard_size=a.shard_size, strict=a.strict, work_dir=a.work_dir, rewriter=a.rewriter)
+    try:
+        if a.no_prefect:
+            from pipeline.steps import BuildConfig, run_plain
+
+            s = run_plain(BuildConfig(**kwargs))
+        else:
+            from pipeline.flows.build_gcot import build_gcot
+
+            s = build_gcot(**kwargs)
+    except (SourceError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print_summary(s, a.json)
+    return 0
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
+    from pipeline.convert import convert
+
+    try:
+        s = convert(a.input, a.src, a.dst, a.out, images=a.images, strict=a.strict)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(s, indent=2))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from pipeline.flows.serve import serve_local
+
+    return serve_local(a.host, a.port, a.name, start_server=not a.no_server)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description="gcot-forge: build, convert and serve grounded chain-of-thought data.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build-gcot", help="build a GCoT release from scene graphs", description="Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards, MM-GCoT JSON, LLaVA conversations, data card).")
+    b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON) [default: %(default)s]")
+    b.add_argument("--images", type=int, default=300, help="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all [default: %(default)s]")
+    b.add_argument("--seed", type=int, default=0, help="seed of scenes, chains and splits; same seed, same bytes [default: %(default)s]")
+    b.add_argument("--out", default="releases/demo", help="release folder, replaced atomically [default: %(default)s]")
+    b.add_argument("--shard-size", type=int, default=250, help="images per shard (one Prefect task each) [default: %(default)s]")
+    b.add_argument("--work-dir", default=None, help="where rendered scenes and scene-graph shards go [default: <out's parent>/.gcot-work]")
+    b.add_argument("--rewriter", default="none", help="question rewriter [default: %(default)s]")
+    b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
+    b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
+    b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    b.set_defaults(func=cmd_build)
+
+    c = sub.add_parser("convert", help="convert records between release formats", description="Move records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations.")
+    c.add_argument("input", help="MM-GCoT: a GCoT_dataset_<type>_<split>.json file or a folder of them; arrow: a release folder")
+    c.add_argument("--from", dest="src", required=True, choices=["mmgcot", "arrow"], help="input format")
+    c.add_argument("--to", dest="dst", required=True, choices=["arrow", "llava", "mmgcot"], help="output format")
+    c.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    c.add_argument("--images", default=None, help="root under which each record's img path is found, to store image bytes in arrow output (optional)")
+    c.add_argument("--strict", action="store_true", help="stop at the first malformed record")
+    c.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("serve", help="start a local Prefect server and serve the build-gcot deployment", description="Start a local Prefect server (unless one answers) and serve the deployment build-gcot/<name>, so that `prefect deployment run build-gcot/<name>` works from another shell with PREFECT_API_URL set.")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=4200)
+    s.add_argument("--name", default="local", help="deployment name [default: %(default)s]")
+    s.add_argument("--no-server", action="store_true", help="use the server at PREFECT_API_URL instead of starting one")
+    s.set_defaults(func=cmd_serve)
+
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("pipeline", "data_cards"):
+        logging.getLogger(name).setLevel(os.environ.get("GCOT_LOG_LEVEL", "INFO"))
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

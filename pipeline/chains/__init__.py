@@ -1,0 +1,1 @@
+"""Scene graph -> relation graph -> relation paths -> templated GCoT candidates."""

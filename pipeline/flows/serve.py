@@ -1,0 +1,68 @@
+"""A local Prefect server plus a served build-gcot deployment, for `prefect deployment run`.
+
+Ephemeral servers cannot take deployment runs (a run stays Scheduled), so this starts a real
+`prefect server start` (SQLite under PREFECT_HOME), waits for /api/health, then serves the flow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | None = None) -> subprocess.Popen:
+    """Start `prefect server start` and return once it answers /api/health."""
+    api = f"http://{host}:{port}/api"
+    exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true")})
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited with code {proc.returncode}" + (f"; see {log_file}" if log_file else ""))
+        if healthy(api):
+            return proc
+        time.sleep(0.5)
+    proc.terminate()
+    raise TimeoutError(f"prefect server at {api} not healthy after {wait_s:.0f} s")
+
+
+def serve_local(host: str, port: int, name: str, start_server_too: bool = True, start_server: bool | None = None) -> int:
+    start = start_server_too if start_server is None else start_server
+    api = os.environ.get("PREFECT_API_URL") if not start else f"http://{host}:{port}/api"
+    if not api:
+        print("error: --no-server needs PREFECT_API_URL", file=sys.stderr)
+        return 2
+    os.environ["PREFECT_API_URL"] = api
+    proc = None
+    if start and not healthy(api):
+        home = Path(os.environ["PREFECT_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        print(f"starting Prefect server at {api} (log: {home / 'server.log'}) ...", flush=True)
+        proc = globals()["start_server"](host, port, log_file=home / "server.log")
+    print(f"Prefect UI: http://{host}:{port}\nIn another shell:\n"
+          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-gcot/{name} -p images=50 -p out=releases/from-deployment --watch\n", flush=True)
+    from prefect.deployments.runner import EntrypointType
+
+    from pipeline.flows.build_gcot import build_gcot
+
+    try:
+        build_gcot.serve(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0

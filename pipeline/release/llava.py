@@ -1,0 +1,48 @@
+"""LLaVA training conversations, in pairs as MM-GCoT publishes them.
+
+For each example: a plain row (the bare answer) and a chain row with id suffix ``_cot`` whose target
+is the step lines followed by ``Final Answer: <answer>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipeline.release.mmgcot import render_cot
+from pipeline.schema import Example
+
+PLAIN_PROMPT = "Answer the question using a single word or phrase."
+COT_PROMPT = "Answer the question step by step, ultimately using a single word or phrase as the answer."
+FINAL_ANSWER = "Final Answer: "
+
+
+def conversations(ex: Example) -> list[dict]:
+    plain = {
+        "id": ex.id,
+        "image": ex.image,
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{ex.question}\n{PLAIN_PROMPT}"},
+            {"from": "gpt", "value": ex.answer},
+        ],
+    }
+    cot = {
+        "id": f"{ex.id}_cot",
+        "image": ex.image,
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{ex.question}\n{COT_PROMPT}"},
+            {"from": "gpt", "value": f"{render_cot(ex.steps)}\n{FINAL_ANSWER}{ex.answer}"},
+        ],
+    }
+    return [plain, cot]
+
+
+def write_split(examples: Iterable[Example], path: str | Path) -> int:
+    rows = [row for ex in examples for row in conversations(ex)]
+    Path(path).write_text(json.dumps(rows, indent=2))
+    return len(rows)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    return json.loads(Path(path).read_text())

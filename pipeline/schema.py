@@ -1,0 +1,189 @@
+"""The one schema: every stage passes these records on, nothing else.
+
+Boxes inside the project are normalized ``(x, y, w, h)`` tuples (top-left corner, width, height as
+fractions of the image size), as MM-GCoT publishes them. Conversions live at the borders only
+(`pipeline.boxes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Box = tuple[float, float, float, float]
+
+QuestionType = Literal["attribute", "judge", "object"]
+QUESTION_TYPES: tuple[QuestionType, ...] = ("attribute", "judge", "object")
+# File-name spelling of the types in the official release (GCoT_dataset_<name>_test.json).
+MMGCOT_TYPE_NAMES: dict[str, str] = {"attribute": "attributes", "judge": "judge", "object": "objects"}
+
+ReviewStatus = Literal["pending", "accepted", "fixed", "rejected"]
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    id: str
+    name: str
+    box: Box
+    attributes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relation:
+    subject_id: str
+    predicate: str  # lower-case phrase as it reads in a sentence: "on", "left of", "holding"
+    object_id: str
+    origin: Literal["given", "geometry"] = "given"
+
+
+@dataclass
+class SceneGraph:
+    image_id: str
+    image: str  # path of the image relative to the source root, e.g. "VG_100K/1.jpg"
+    width: int
+    height: int
+    objects: list[SceneObject]
+    relations: list[Relation] = field(default_factory=list)
+    source: str = ""  # "vg", "coco", "synthetic", ...
+
+    def object(self, object_id: str) -> SceneObject:
+        for o in self.objects:
+            if o.id == object_id:
+                return o
+        raise KeyError(object_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SceneGraph:
+        return cls(
+            image_id=str(d["image_id"]),
+            image=d["image"],
+            width=int(d["width"]),
+            height=int(d["height"]),
+            objects=[
+                SceneObject(o["id"], o["name"], tuple(o["box"]), tuple(o.get("attributes", ())))
+                for o in d["objects"]
+            ],
+            relations=[
+                Relation(r["subject_id"], r["predicate"], r["object_id"], r.get("origin", "given"))
+                for r in d.get("relations", ())
+            ],
+            source=d.get("source", ""),
+        )
+
+
+@dataclass
+class Step:
+    """One line of a chain: ``text`` is the sentence as the model should say it (MM-GCoT writes the
+    box literal into it: "The hat on the man is at [0.210, 0.058, 0.435, 0.150]"); ``box`` is that
+    box parsed, or None for a step without one. The rest describes the referring expression so that
+    verification can re-check it against the scene graph."""
+
+    text: str
+    box: Box | None = None
+    object_id: str | None = None
+    name: str | None = None  # the noun used in the phrase; None when the phrase hides it ("object")
+    attributes: tuple[str, ...] = ()  # attributes used in the phrase
+    relation: str | None = None  # predicate linking this object to the previous step's object
+
+
+@dataclass
+class Query:
+    """What the question asks of the target (the last grounded step's object)."""
+
+    kind: Literal["color", "material", "name"]
+    value: str | None = None  # judge questions: the value asked about
+
+
+@dataclass
+class Verification:
+    passed: bool = False
+    rules: list[str] = field(default_factory=list)  # rules checked, in order
+    failures: list[dict[str, str]] = field(default_factory=list)  # [{rule, detail}]
+
+
+@dataclass
+class Review:
+    status: ReviewStatus = "pending"
+    reviewer: str | None = None
+    reviewed_at: str | None = None
+    comment: str | None = None
+
+
+@dataclass
+class Example:
+    id: str
+    image_id: str
+    image: str  # image path as released (MM-GCoT "img", e.g. "vg/VG_100K/2361224.jpg")
+    width: int
+    height: int
+    question: str
+    type: QuestionType
+    steps: list[Step]
+    answer: str
+    answer_box: Box | None
+    split: str = "train"
+    source: str = ""
+    query: Query | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+    verification: Verification = field(default_factory=Verification)
+    review: Review = field(default_factory=Review)
+
+    @property
+    def grounded_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.box is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Example:
+        steps = [
+            Step(
+                text=s["text"],
+                box=tuple(s["box"]) if s.get("box") is not None else None,
+                object_id=s.get("object_id"),
+                name=s.get("name"),
+                attributes=tuple(s.get("attributes") or ()),
+                relation=s.get("relation"),
+            )
+            for s in d["steps"]
+        ]
+        q = d.get("query")
+        v = d.get("verification") or {}
+        r = d.get("review") or {}
+        return cls(
+            id=d["id"],
+            image_id=str(d["image_id"]),
+            image=d["image"],
+            width=int(d["width"]),
+            height=int(d["height"]),
+            question=d["question"],
+            type=d["type"],
+            steps=steps,
+            answer=d["answer"],
+            answer_box=tuple(d["answer_box"]) if d.get("answer_box") is not None else None,
+            split=d.get("split", "train"),
+            source=d.get("source", ""),
+            query=Query(**q) if q else None,
+            provenance=dict(d.get("provenance") or {}),
+            verification=Verification(**v),
+            review=Review(**r),
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that did not pass a stage, with a snake_case rule and a human-readable detail."""
+
+    stage: str  # "source", "chains", "verify", "split", ...
+    id: str  # example id, or "<image_id>" / "<image_id>/<object_id>" for source records
+    rule: str
+    detail: str
+    file: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""Readers that turn a source (Visual Genome, COCO, synthetic scenes) into `SceneGraph` records."""
