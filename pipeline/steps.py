@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 from tqdm import tqdm
@@ -42,6 +43,9 @@ class BuildConfig:
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
 
+    def results_dir(self) -> Path:
+        return self.work_path() / "shard_results"
+
 
 @dataclass
 class IngestResult:
@@ -56,9 +60,23 @@ class IngestResult:
 
 @dataclass
 class ShardResult:
-    examples: list[Example]
-    rejections: list[Rejection]
+    """What one shard produced, on disk: examples and rejections as JSON lines, then a marker."""
+
+    key: str  # content key: shard digest + parameters + code; names the files
+    examples_file: str
+    rejections_file: str
     candidates: int
+    examples: int
+    rejected: int
+
+
+@cache
+def code_digest() -> str:
+    """Part of every shard key: a change to any pipeline module invalidates finished shards."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _sha256(path: Path) -> str:
@@ -102,8 +120,28 @@ def load_shard(path: str | Path) -> list[SceneGraph]:
     return [SceneGraph.from_dict(json.loads(line)) for line in Path(path).read_text().splitlines() if line]
 
 
-def build_shard(shard: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str = "none") -> ShardResult:
-    """Relation graphs, chain candidates and verification for every image of one shard."""
+def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str) -> str:
+    payload = json.dumps([digest, release_prefix, seed, sorted(per_type.items()), rewriter, code])
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def shard_done(out_dir: str | Path, key: str) -> bool:
+    return (Path(out_dir) / f"{key}.done.json").is_file()
+
+
+def build_shard(
+    shard: str, digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, out_dir: str | Path, code: str | None = None
+) -> ShardResult:
+    """Relation graphs, chain candidates and verification for every image of one shard.
+
+    Results go to ``out_dir/<key>.{examples,rejections}.jsonl``; the ``<key>.done.json`` marker is
+    written last, so a shard that finished is never redone and one cut off midway is redone whole.
+    """
+    out = Path(out_dir)
+    key = shard_key(digest, release_prefix, seed, per_type, rewriter, code or code_digest())
+    marker = out / f"{key}.done.json"
+    if marker.is_file():
+        return ShardResult(**json.loads(marker.read_text()))
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
     graphs, relations, candidates, rejections = {}, {}, [], []
     for g in load_shard(shard):
@@ -113,8 +151,24 @@ def build_shard(shard: str, release_prefix: str, seed: int, per_type: dict[str, 
         exs, rej = sampler.sample(g, rg, image_path, seed)
         candidates += exs
         rejections += rej
+    n_candidates = len(candidates) + len(rejections)  # formed examples + those rejected while forming
     kept, rejected = verify_batch(candidates, graphs, relations)
-    return ShardResult(kept, rejections + rejected, len(candidates) + len(rejections))
+    rejections += rejected
+    out.mkdir(parents=True, exist_ok=True)
+    ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
+    ex_file.write_text("".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
+    rj_file.write_text("".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
+    result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
+    marker.write_text(json.dumps(asdict(result)))
+    return result
+
+
+def load_shard_result(r: ShardResult) -> tuple[list[Example], list[Rejection]]:
+    examples = [Example.from_dict(json.loads(line)) for line in Path(r.examples_file).read_text().splitlines() if line]
+    rejections = [Rejection(**json.loads(line)) for line in Path(r.rejections_file).read_text().splitlines() if line]
+    if len(examples) != r.examples or len(rejections) != r.rejected:
+        raise RuntimeError(f"shard {r.key}: files hold {len(examples)} examples / {len(rejections)} rejections, the marker says {r.examples} / {r.rejected}")
+    return examples, rejections
 
 
 def split_of(image_id: str, source: str, seed: int, ratios: tuple[float, ...]) -> str:
@@ -130,8 +184,11 @@ def split_of(image_id: str, source: str, seed: int, ratios: tuple[float, ...]) -
 
 def finalize(results: list[ShardResult], seed: int, ratios: tuple[float, ...]) -> tuple[list[Example], list[Rejection], int]:
     """Merge shards: splits by image, release order, integer MM-GCoT ids, the cross-split check."""
-    examples = [ex for r in results for ex in r.examples]
-    rejections = [rj for r in results for rj in r.rejections]
+    examples, rejections = [], []
+    for r in results:
+        e, j = load_shard_result(r)
+        examples += e
+        rejections += j
     candidates = sum(r.candidates for r in results)
     for ex in examples:
         ex.split = split_of(ex.image_id, ex.source, seed, ratios)
@@ -158,6 +215,7 @@ def summary(examples: list[Example], rejections: list[Rejection], candidates: in
         "images": len({e.image_id for e in examples}),
         "per_type": dict(sorted(Counter(e.type for e in examples).items())),
         "per_split": dict(sorted(Counter(e.split for e in examples).items())),
+        "per_split_type": {sp: dict(sorted(Counter(e.type for e in examples if e.split == sp).items())) for sp in sorted({e.split for e in examples})},
         "candidates": candidates,
         "rejected": sum(1 for r in rejections if r.stage != "source"),
         "source_rejections": sum(1 for r in rejections if r.stage == "source"),
@@ -166,13 +224,22 @@ def summary(examples: list[Example], rejections: list[Rejection], candidates: in
 
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
+    ing = ingest(cfg)
+    results = [
+        build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir())
+        for s, d in tqdm(list(zip(ing.shards, ing.digests)), desc="build shards", unit="shard")
+    ]
+    return release(cfg, ing, results)
+
+
+def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> dict:
+    """Finalize the shards' results and write the release; returns the summary."""
     from pipeline.release.writer import write_release
 
-    ing = ingest(cfg)
-    results = [build_shard(s, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter) for s in tqdm(ing.shards, desc="build shards", unit="shard")]
     examples, rejections, candidates = finalize(results, cfg.seed, cfg.split_ratios)
-    write_release(examples, ing.rejections + rejections, candidates, cfg, ing)
-    return summary(examples, ing.rejections + rejections, candidates, cfg.out)
+    rejections = ing.rejections + rejections
+    write_release(examples, rejections, candidates, cfg, ing)
+    return summary(examples, rejections, candidates, cfg.out)
 
 
 def config_dict(cfg: BuildConfig) -> dict:

@@ -114,7 +114,7 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
     meta = {
         "license": "cc-by-4.0",
         "version": __version__,
-        "load_path": str(out),
+        "load_path": out.name,  # relative, so that the card does not depend on where the release sits
         "size_category": "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M",
         **meta,
     }

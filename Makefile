@@ -1,0 +1,37 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+# uv from PATH, else the uv that pip installs as a module (works without ~/.local/bin on PATH).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+UV_PIN := uv>=0.13,<0.14
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: demo test test-all bench serve clean venv
+
+venv: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+	  python3 -m pip install -q "$(UV_PIN)" || python3 -m pip install -q --user --break-system-packages "$(UV_PIN)"
+	$(UV) sync --frozen
+	@touch $@
+
+demo: venv ## build the embedded synthetic default and print where the release went
+	$(PY) -m pipeline build-gcot --source synthetic --images 300 --seed 7 --out releases/demo
+
+test: venv ## the default test suite (fast + real-server tests; slow ones excluded)
+	$(PY) -m pytest -q
+
+test-all: venv ## everything, the slow tests too
+	$(PY) -m pytest -q -m ""
+
+bench: venv ## benchmarks, printing numbers
+	$(PY) benchmarks/bench_build.py
+
+serve: venv ## local Prefect server + the build-gcot/local deployment
+	$(PY) -m pipeline serve
+
+clean:
+	rm -rf releases .gcot-work .prefect test-output bench-output

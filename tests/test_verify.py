@@ -1,0 +1,109 @@
+import copy
+
+import pytest
+
+from pipeline.boxes import format_box
+from pipeline.chains.relations import build_relation_graph
+from pipeline.chains.sampler import ChainConfig, ChainSampler
+from pipeline.verify import check_splits, verify_batch, verify_example
+from tests.scenes import tabletop
+
+
+@pytest.fixture()
+def setup():
+    g = tabletop()
+    rg = build_relation_graph(g)
+    exs, _ = ChainSampler(ChainConfig(per_type={"attribute": 2, "judge": 2, "object": 2})).sample(g, rg, "vg/VG_100K/42.jpg", 1)
+    by_type = {e.type: e for e in exs}
+    assert set(by_type) == {"attribute", "judge", "object"}
+    return g, rg, by_type
+
+
+def rule_of(ex, g, rg):
+    r = verify_example(ex, g, rg)
+    return r.rule if r else None
+
+
+def test_valid_examples_pass(setup):
+    g, rg, exs = setup
+    for ex in exs.values():
+        assert rule_of(ex, g, rg) is None and ex.verification.passed
+
+
+def test_box_outside_image(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["attribute"])
+    s = ex.steps[0]
+    s.box = (0.9, 0.1, 0.3, 0.1)
+    s.text = f"The thing is at {format_box(s.box)}"
+    assert rule_of(ex, g, rg) == "box_inside_image"
+    assert any(f["rule"] == "box_inside_image" for f in ex.verification.failures)
+
+
+def test_zero_area_box(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["object"])
+    ex.steps[0].box = (0.1, 0.1, 0.0, 0.1)
+    ex.steps[0].text = f"The thing is at {format_box(ex.steps[0].box)}"
+    assert rule_of(ex, g, rg) == "box_nonzero_area"
+
+
+def test_text_must_carry_the_box(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["object"])
+    ex.steps[0].text = "The thing is at [0.999, 0.999, 0.001, 0.001]"
+    assert rule_of(ex, g, rg) == "step_text_box"
+
+
+def test_answer_box_is_last_step_box(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["judge"])
+    ex.answer_box = ex.grounded_steps[0].box
+    assert rule_of(ex, g, rg) == "answer_box_is_last_step"
+
+
+def test_wrong_answer(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["attribute"])
+    ex.answer = "Purple"
+    assert rule_of(ex, g, rg) == "answer_agrees_with_scene_graph"
+    ex = copy.deepcopy(exs["judge"])
+    ex.answer = "No" if ex.answer == "Yes" else "Yes"
+    assert rule_of(ex, g, rg) == "answer_agrees_with_scene_graph"
+
+
+def test_box_that_disagrees_with_the_scene_graph(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["object"])
+    last = ex.grounded_steps[-1]
+    last.box = (0.3, 0.3, 0.1, 0.1)
+    last.text = f"The planted box is at {format_box(last.box)}"
+    ex.answer_box = last.box
+    assert rule_of(ex, g, rg) == "box_matches_scene_graph"
+
+
+def test_ambiguous_expression(setup):
+    g, rg, exs = setup
+    ex = copy.deepcopy(exs["attribute"])
+    first = ex.grounded_steps[0]
+    first.name, first.attributes = None, ()  # "the object": every object in the scene matches
+    r = verify_example(ex, g, rg)
+    assert r.rule == "unique_expression" and "picks out 5 objects" in r.detail
+
+
+def test_duplicate_question_keeps_the_first(setup):
+    g, rg, exs = setup
+    a = exs["attribute"]
+    b = copy.deepcopy(a)
+    b.id = a.id + "-copy"
+    kept, rejected = verify_batch([a, b], {g.image_id: g}, {g.image_id: rg})
+    assert [e.id for e in kept] == [a.id]
+    assert [(r.id, r.rule) for r in rejected] == [(b.id, "no_duplicate_question")]
+
+
+def test_split_leak(setup):
+    _, _, exs = setup
+    a, b = exs["attribute"], copy.deepcopy(exs["object"])
+    a.split, b.split = "train", "test"
+    leaks = check_splits([a, b])
+    assert [(r.id, r.rule) for r in leaks] == [(b.id, "split_by_image")]
