@@ -59,7 +59,11 @@ def main() -> None:
     write_synthetic_vg(work / "sources" / f"synthetic-n{a.images}-s{a.seed}", a.images, a.seed)
     print(f"rendering (excluded): {time.perf_counter() - t:.1f} s")
 
-    cfg = BuildConfig(images=a.images, seed=a.seed, out=str(out / "plain"), work_dir=str(work))
+    import shutil
+
+    # Same folder name under two parents: the card names its folder, so the bytes can be compared.
+    cfg = BuildConfig(images=a.images, seed=a.seed, out=str(out / "plain" / "gcot"), work_dir=str(work))
+    shutil.rmtree(cfg.results_dir(), ignore_errors=True)  # no finished shards from an earlier run
     t = time.perf_counter()
     s = run_plain(cfg)
     plain_s = time.perf_counter() - t
@@ -72,17 +76,18 @@ def main() -> None:
     try:
         from pipeline.flows.build_gcot import build_gcot
 
+        shutil.rmtree(cfg.results_dir())  # the flow computes every shard too
         t = time.perf_counter()
-        s2 = build_gcot(images=a.images, seed=a.seed, out=str(out / "flow"), work_dir=str(work))
+        s2 = build_gcot(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work))
         flow_s = time.perf_counter() - t
         t = time.perf_counter()
-        build_gcot(images=a.images, seed=a.seed, out=str(out / "flow"), work_dir=str(work))
+        build_gcot(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work))
         cached_s = time.perf_counter() - t
     finally:
         server.terminate()
         server.wait(30)
 
-    same = tree_digest(out / "plain") == tree_digest(out / "flow")
+    same = tree_digest(out / "plain" / "gcot") == tree_digest(out / "flow" / "gcot")
     n = s["examples"]
     print(f"\nbuild-gcot on {a.images} synthetic scene graphs (2-core CPU, rendering excluded)")
     print(f"  examples released      {n}  (target >= 24,022)  types {s['per_type']}")

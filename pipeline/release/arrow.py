@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
@@ -169,7 +170,8 @@ def write_split(
         path = data_dir / f"{split}-{k:05d}-of-{len(shards):05d}.parquet"
         rows = [to_row(ex, image_of(ex), mmgcot_ids[ex.id]) for ex in shard]
         cache.clear()  # one shard's images in memory at a time
-        table = datasets.Dataset.from_list(rows, features=FEATURES).data.table.cast(schema)
+        # pyarrow directly: Dataset.from_list would hash every row (images included) for a fingerprint
+        table = pa.Table.from_pylist(rows, schema=schema)
         with pq.ParquetWriter(
             path,
             schema=schema,
