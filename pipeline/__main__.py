@@ -40,6 +40,7 @@ def cmd_build(a: argparse.Namespace) -> int:
 
             s = run_plain(BuildConfig(**kwargs))
         else:
+            print("build-gcot runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
             from pipeline.flows.build_gcot import build_gcot
 
             s = build_gcot(**kwargs)
