@@ -63,6 +63,42 @@ def cmd_convert(a: argparse.Namespace) -> int:
     return 0
 
 
+def _finite(x):
+    """NaN (an undefined percentage) becomes null: JSON has no NaN."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from pipeline.evaluation import official, report, strict
+    from pipeline.evaluation.results import read_results
+
+    try:
+        records = read_results(a.results)
+        if a.mode == "official":
+            if a.box_format or a.synonyms:
+                print("error: --box-format and --synonyms belong to --mode strict", file=sys.stderr)
+                return 2
+            r = {"mode": "official", "model_format": a.model_format or "llava", **official.evaluate(records, a.model_format or "llava", a.image_root)}
+        else:
+            synonyms = json.loads(open(a.synonyms).read()) if a.synonyms else None
+            r = {"model_format": a.model_format, **strict.evaluate(records, a.model_format, a.box_format, a.image_root, synonyms, a.bootstrap, a.seed)}
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    r = _finite({"results": str(a.results), **r})
+    if a.out:
+        paths = report.write(r, a.out)
+        print(f"report written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    print(json.dumps(r, indent=None if a.json else 2) if a.json else report.markdown(r))
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from pipeline.flows.serve import serve_local
 
@@ -94,6 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--images", default=None, help="root under which each record's img path is found, to store image bytes in arrow output (optional)")
     c.add_argument("--strict", action="store_true", help="stop at the first malformed record")
     c.set_defaults(func=cmd_convert)
+
+    e = sub.add_parser("eval-gcot", help="MM-GCoT consistency metrics of a results file", description="Answer accuracy, grounding accuracy (IoU > 0.5) and answer-grounding consistency CR/(CR+CM+WR) of a results file (JSON lines with text, gt_text, coor, gt_coor, img). --mode official reproduces the official script's numbers exactly; --mode strict is ours (robust parsing, explicit box formats, normalized answers, step-level grounding, per-type scores, bootstrap CIs).")
+    e.add_argument("--results", required=True, help="results file, one JSON object a line")
+    e.add_argument("--mode", choices=["official", "strict"], default="official", help="[default: %(default)s]")
+    e.add_argument("--model-format", choices=["llava", "qwen", "internvl"], default=None, help="how the model writes boxes. official: llava = as it is, qwen = absolute-pixel xyxy, internvl = xyxy on 0-1000 [default: llava]. strict: llava = normalized xyxy, qwen and internvl as official [default: normalized xywh, as MM-GCoT]")
+    e.add_argument("--box-format", choices=["xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000"], default=None, help="strict: say the predicted box format outright (overrides --model-format)")
+    e.add_argument("--image-root", default=None, help="folder the records' img paths are relative to (needed for absolute-pixel boxes)")
+    e.add_argument("--synonyms", default=None, help="strict: JSON object of extra answer synonyms, e.g. {\"timber\": \"wood\"}")
+    e.add_argument("--bootstrap", type=int, default=1000, help="strict: bootstrap resamples for the 95%% CIs, 0 to skip [default: %(default)s]")
+    e.add_argument("--seed", type=int, default=0, help="strict: bootstrap seed [default: %(default)s]")
+    e.add_argument("--out", default=None, help="also write report.json, report.md and breakdown.png here")
+    e.add_argument("--json", action="store_true", help="print one JSON object (answer_accuracy, grounding_accuracy, consistency in percent, unrounded)")
+    e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("serve", help="start a local Prefect server and serve the build-gcot deployment", description="Start a local Prefect server (unless one answers) and serve the deployment build-gcot/<name>, so that `prefect deployment run build-gcot/<name>` works from another shell with PREFECT_API_URL set.")
     s.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,269 @@
+"""Strict mode: the official metrics without the official traps, plus step-level grounding.
+
+Differences from official mode (README lists them with an example each):
+1. Boxes parse from any bracket style, JSON (``{"bbox_2d": [...]}``, ``[{"bbox_2d": ...}]``), Qwen's
+   ``(x1,y1),(x2,y2)`` and negative or exponent numbers; five or more numbers keep the first four
+   instead of crashing; an unreadable box is a miss with its reason counted, not ``[0, 0, 0, 0]``.
+2. The box format is explicit per model (``--model-format`` preset or ``--box-format``): LLaVA's
+   usual normalized ``xyxy`` is converted, not compared to ``xywh`` as it is.
+3. Answers are normalized: case, punctuation, articles, simple plurals and a synonym list
+   ("Wooden." == "wood"); the text after the last "Final Answer:" is taken.
+4. Every step box of a predicted chain is matched one-to-one (Hungarian, by IoU) to the reference
+   steps: mean IoU, step recall and precision at IoU > 0.5.
+5. Scores per question type and 95 % bootstrap confidence intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.boxes import iou
+
+BOX_FORMATS = ("xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000")
+MODEL_BOX_FORMATS = {"llava": "xyxy-norm", "qwen": "xyxy-abs", "internvl": "xyxy-1000"}
+DEFAULT_BOX_FORMAT = "xywh-norm"  # MM-GCoT's own convention, which models trained on it output
+DEFAULT_SYNONYMS = {"wooden": "wood", "metallic": "metal", "grey": "gray", "golden": "gold"}
+IOU_THRESHOLD = 0.5  # the paper's: a box is right when IoU > 0.5
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
+_GROUP = re.compile(r"[\[({<]([^\[\](){}<>]*)[\])}>]")
+_FINAL = re.compile(r"final answer\s*:", re.IGNORECASE)
+_ARTICLES = {"a", "an", "the"}
+
+
+def parse_box(value) -> tuple[list[float] | None, str]:
+    """(four numbers or None, reason when None)."""
+    if value is None:
+        return None, "missing"
+    if isinstance(value, (list, tuple)):
+        nums = [v for v in value if isinstance(v, (int, float))]
+        return (list(map(float, nums[:4])), "") if len(nums) >= 4 else (None, "fewer_than_4_numbers")
+    if isinstance(value, dict):
+        for key in ("bbox_2d", "bbox", "box", "coordinate", "coordinates"):
+            if key in value:
+                return parse_box(value[key])
+        return None, "json_without_box"
+    text = str(value)
+    if not text.strip():
+        return None, "empty"
+    for start in (i for i, ch in enumerate(text) if ch in "[{"):
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(text[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+            obj = obj[0]
+        if isinstance(obj, (dict, list)):
+            box, why = parse_box(obj)
+            if box is not None:
+                return box, ""
+        break
+    for group in _GROUP.findall(text):
+        nums = _NUMBER.findall(group)
+        if len(nums) >= 4:
+            return [float(n) for n in nums[:4]], ""
+    nums = _NUMBER.findall(text)
+    if len(nums) >= 4:
+        return [float(n) for n in nums[:4]], ""
+    return None, "fewer_than_4_numbers"
+
+
+def to_xywh_norm(box: Sequence[float], box_format: str, size: Callable[[], tuple[int, int]]) -> list[float]:
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"unknown box format {box_format!r}; choose from {', '.join(BOX_FORMATS)}")
+    a, b, c, d = box
+    if box_format.endswith("-abs"):
+        w, h = size()
+        a, b, c, d = a / w, b / h, c / w, d / h
+    elif box_format.endswith("-1000"):
+        a, b, c, d = a / 1000, b / 1000, c / 1000, d / 1000
+    if box_format.startswith("xyxy"):
+        c, d = c - a, d - b
+    return [a, b, c, d]
+
+
+def singular(word: str) -> str:
+    if len(word) > 3 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith(("ses", "xes", "zes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def normalize_answer(text: str, synonyms: dict[str, str]) -> str:
+    parts = _FINAL.split(text)
+    s = re.sub(r"[^\w\s]", " ", parts[-1].lower())
+    words = [singular(w) for w in s.split() if w not in _ARTICLES]
+    s = " ".join(synonyms.get(w, w) for w in words)
+    return synonyms.get(s, s)
+
+
+def chain_boxes(chain: str | None) -> list[list[float]]:
+    """The box of each line of a chain that has one (steps without a box are skipped)."""
+    if not chain:
+        return []
+    text = _FINAL.split(chain)[0]
+    out = []
+    for line in text.split("\n"):
+        box, _ = parse_box(line) if re.search(r"\d", line) else (None, "")
+        if box is not None:
+            out.append(box)
+    return out
+
+
+@dataclass
+class StepMatch:
+    ious: list[float] = field(default_factory=list)  # per reference step, 0 when unmatched
+    n_pred: int = 0
+
+
+def match_steps(pred: list[list[float]], ref: list[list[float]]) -> StepMatch:
+    """One-to-one matching maximizing total IoU (Hungarian)."""
+    if not ref:
+        return StepMatch([], len(pred))
+    if not pred:
+        return StepMatch([0.0] * len(ref), 0)
+    m = np.array([[iou(tuple(r), tuple(p)) for p in pred] for r in ref])
+    rows, cols = linear_sum_assignment(-m)
+    ious = [0.0] * len(ref)
+    for r, c in zip(rows, cols):
+        ious[r] = float(m[r, c])
+    return StepMatch(ious, len(pred))
+
+
+@dataclass
+class Scored:
+    type: str
+    answer_correct: bool
+    iou: float
+    box_failure: str  # "" or why the predicted box could not be read
+    steps: StepMatch | None
+
+    @property
+    def grounded(self) -> bool:
+        return self.iou > IOU_THRESHOLD
+
+
+def score(rec: dict, box_format: str, synonyms: dict[str, str], image_root: str | Path | None) -> Scored:
+    def size() -> tuple[int, int]:
+        if image_root is None:
+            raise ValueError(f"box format {box_format} is absolute: --image-root is needed to read image sizes")
+        with Image.open(Path(image_root) / rec["img"]) as im:
+            return im.size
+
+    pred_text = rec.get("text")
+    correct = isinstance(pred_text, str) and bool(pred_text.strip()) and normalize_answer(pred_text, synonyms) == normalize_answer(str(rec.get("gt_text", "")), synonyms)
+    box, why = parse_box(rec.get("coor"))
+    gt, gt_why = parse_box(rec.get("gt_coor"))
+    if gt is None:
+        raise ValueError(f"ground-truth box {rec.get('gt_coor')!r} unreadable ({gt_why})")
+    value = iou(tuple(to_xywh_norm(box, box_format, size)), tuple(gt)) if box is not None else 0.0
+    steps = None
+    if rec.get("gt_cot"):
+        pred_steps = [to_xywh_norm(b, box_format, size) for b in chain_boxes(rec.get("cot") or rec.get("ori_text"))]
+        steps = match_steps(pred_steps, chain_boxes(rec["gt_cot"]))
+    return Scored(str(rec.get("type") or "all"), correct, value, why, steps)
+
+
+def _metrics(correct: np.ndarray, grounded: np.ndarray) -> dict:
+    n = len(correct)
+    cr = int(np.sum(correct & grounded))
+    cm = int(np.sum(correct & ~grounded))
+    wr = int(np.sum(~correct & grounded))
+    return {
+        "n": n,
+        "answer_accuracy": float(correct.mean() * 100) if n else float("nan"),
+        "grounding_accuracy": float(grounded.mean() * 100) if n else float("nan"),
+        "consistency": cr / (cr + cm + wr) * 100 if cr + cm + wr else float("nan"),
+        "CR": cr,
+        "CM": cm,
+        "WR": wr,
+        "WW": n - cr - cm - wr,
+    }
+
+
+def bootstrap_ci(correct: np.ndarray, grounded: np.ndarray, samples: int, seed: int) -> dict:
+    """95 % percentile intervals from resampling the samples with replacement."""
+    n = len(correct)
+    if n == 0 or samples <= 0:
+        return {}
+    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    c, g = correct[idx], grounded[idx]
+    cr, cm, wr = (c & g).sum(1), (c & ~g).sum(1), (~c & g).sum(1)
+    denom = cr + cm + wr
+    cons = np.where(denom > 0, cr / np.maximum(denom, 1) * 100, np.nan)
+    out = {}
+    for name, values in (("answer_accuracy", c.mean(1) * 100), ("grounding_accuracy", g.mean(1) * 100), ("consistency", cons)):
+        v = values[~np.isnan(values)]
+        out[name] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+    return out
+
+
+def _step_summary(scored: Sequence[Scored]) -> dict | None:
+    matches = [s.steps for s in scored if s.steps is not None]
+    if not matches:
+        return None
+    ious = [x for m in matches for x in m.ious]
+    hits = sum(1 for x in ious if x > IOU_THRESHOLD)
+    n_pred = sum(m.n_pred for m in matches)
+    return {
+        "samples": len(matches),
+        "reference_steps": len(ious),
+        "predicted_steps": n_pred,
+        "mean_iou": float(np.mean(ious)) if ious else float("nan"),
+        "recall": hits / len(ious) * 100 if ious else float("nan"),
+        "precision": hits / n_pred * 100 if n_pred else float("nan"),
+    }
+
+
+def evaluate(
+    records: Sequence[dict],
+    model_format: str | None = None,
+    box_format: str | None = None,
+    image_root: str | Path | None = None,
+    synonyms: dict[str, str] | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
+    fmt = box_format or (MODEL_BOX_FORMATS[model_format] if model_format else DEFAULT_BOX_FORMAT)
+    syn = {**DEFAULT_SYNONYMS, **(synonyms or {})}
+    scored = []
+    for i, rec in enumerate(records):
+        try:
+            scored.append(score(rec, fmt, syn, image_root))
+        except (ValueError, OSError, KeyError) as e:
+            raise ValueError(f"line {i + 1}: {e}") from None
+    if not scored:
+        raise ValueError("no results")
+    correct = np.array([s.answer_correct for s in scored], dtype=bool)
+    grounded = np.array([s.grounded for s in scored], dtype=bool)
+    report = {"mode": "strict", "box_format": fmt, **_metrics(correct, grounded)}
+    report["ci95"] = bootstrap_ci(correct, grounded, bootstrap, seed)
+    report["mean_iou"] = float(np.mean([s.iou for s in scored]))
+    failures: dict[str, int] = {}
+    for s in scored:
+        if s.box_failure:
+            failures[s.box_failure] = failures.get(s.box_failure, 0) + 1
+    report["box_parse_failures"] = failures
+    report["steps"] = _step_summary(scored)
+    types = sorted({s.type for s in scored})
+    report["per_type"] = {}
+    if types != ["all"]:
+        for t in types:
+            sel = np.array([s.type == t for s in scored])
+            report["per_type"][t] = {
+                **_metrics(correct[sel], grounded[sel]),
+                "ci95": bootstrap_ci(correct[sel], grounded[sel], bootstrap, seed),
+                "steps": _step_summary([s for s in scored if s.type == t]),
+            }
+    return report
