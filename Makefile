@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-all bench serve clean venv
+.PHONY: demo test test-all bench serve clean venv lint
 
 venv: .venv/.synced
 
@@ -21,8 +21,11 @@ venv: .venv/.synced
 demo: venv ## build the embedded synthetic default and print where the release went
 	$(PY) -m pipeline build-gcot --source synthetic --images 300 --seed 7 --out releases/demo
 
-test: venv ## the default test suite (fast + real-server tests; slow ones excluded)
+test: venv lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
+
+lint: venv
+	.venv/bin/ruff check .
 
 test-all: venv ## everything, the slow tests too
 	$(PY) -m pytest -q -m ""

@@ -99,6 +99,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    from training.gcot_runner import RunConfig, run
+
+    try:
+        out = run(RunConfig(release=a.release, model=a.model, out=a.out, protocol=a.protocol, split=a.split, batch_size=a.batch_size, limit=a.limit, max_new_tokens=a.max_new_tokens, device=a.device))
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"results written to {out}\nevaluate: python -m pipeline eval-gcot --results {out} [--mode strict]", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from pipeline.flows.serve import serve_local
 
@@ -143,6 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", default=None, help="also write report.json, report.md and breakdown.png here")
     e.add_argument("--json", action="store_true", help="print one JSON object (answer_accuracy, grounding_accuracy, consistency in percent, unrounded)")
     e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("run-gcot", help="run an image-text model on a release split, write a results file", description="Generate answers and boxes with a Hugging Face image-text-to-text model (local path; nothing is downloaded) on a release split, in one of the MM-GCoT protocols, and write a results file for eval-gcot. A tiny offline model: python training/tiny_llava.py --release DIR --out MODEL_DIR.")
+    r.add_argument("--release", required=True, help="release folder (build-gcot or convert --to arrow with --images)")
+    r.add_argument("--model", required=True, help="model folder (AutoModelForImageTextToText + AutoProcessor)")
+    r.add_argument("--out", required=True, help="results file to write (JSON lines)")
+    r.add_argument("--protocol", choices=["answer-first", "grounding-first", "gcot"], default="answer-first", help="[default: %(default)s]")
+    r.add_argument("--split", default="test", help="[default: %(default)s]")
+    r.add_argument("--batch-size", type=int, default=8, help="[default: %(default)s]")
+    r.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    r.add_argument("--max-new-tokens", type=int, default=64, help="for answers and boxes; chains get 256 [default: %(default)s]")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... [default: %(default)s]")
+    r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("serve", help="start a local Prefect server and serve the build-gcot deployment", description="Start a local Prefect server (unless one answers) and serve the deployment build-gcot/<name>, so that `prefect deployment run build-gcot/<name>` works from another shell with PREFECT_API_URL set.")
     s.add_argument("--host", default="127.0.0.1")

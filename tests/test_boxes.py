@@ -1,6 +1,17 @@
 import pytest
 
-from pipeline.boxes import find_boxes, format_box, from_abs_xywh, from_abs_xyxy, inside_image, iou, parse_box, quantize, replace_last_box, to_abs_xyxy
+from pipeline.boxes import (
+    find_boxes,
+    format_box,
+    from_abs_xywh,
+    from_abs_xyxy,
+    inside_image,
+    iou,
+    parse_box,
+    quantize,
+    replace_last_box,
+    to_abs_xyxy,
+)
 
 
 def test_format_is_mmgcot_three_decimals():

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from pipeline.flows.serve import start_server
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.server
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.schema import Rejection, SceneGraph
 from pipeline.sources.base import SourceError
 from pipeline.sources.coco import CocoSource
 from pipeline.sources.registry import open_source
 from pipeline.sources.synthetic import COLORS, MATERIALS, make_scene, write_synthetic_vg
 from pipeline.sources.visual_genome import VisualGenomeSource
 from pipeline.steps import BuildConfig, ingest
-from pipeline.schema import Rejection, SceneGraph
 
 
 @pytest.fixture(scope="module")

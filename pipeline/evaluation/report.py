@@ -53,7 +53,7 @@ def markdown(report: dict) -> str:
 def plot(report: dict, path: Path) -> Path:
     data = rows(report)
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(data) + 1.4))
-    for i, (t, r) in enumerate(data):
+    for i, (_, r) in enumerate(data):
         left = 0.0
         for key, label, color in BREAKDOWN:
             share = r[key] / r["n"] * 100 if r["n"] else 0

@@ -1,0 +1,134 @@
+"""Run a Hugging Face image-text-to-text model on a release split and write an MM-GCoT results file.
+
+Three protocols, with the official MM-GCoT prompts (``test_llava.py``, ``test_llava_GCoT.py``):
+
+- ``answer-first``: the answer, then the box in a second turn;
+- ``grounding-first``: the box, then the answer;
+- ``gcot``: the step-by-step chain; the answer is the text after the last ``Final Answer: `` (the
+  whole reply when there is none, as the official script does), then the box in a second turn.
+
+Each line holds the official fields (``text``, ``coor``, ``gt_text``, ``gt_coor``, ``img``) plus ours
+(``type``, ``gt_cot``, and for ``gcot`` the chain as ``cot``), so both evaluation modes can read it.
+Generation is greedy and batched (left padding); a progress bar shows samples per second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline.boxes import format_box
+from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
+from pipeline.release.mmgcot import render_cot
+from pipeline.schema import Step
+
+log = logging.getLogger(__name__)
+
+BOX_PROMPT = "Please provide the bounding box coordinate of the region for the final answer."
+PROTOCOLS = ("answer-first", "grounding-first", "gcot")
+FINAL_ANSWER = "Final Answer: "
+
+
+@dataclass
+class RunConfig:
+    release: str
+    model: str
+    out: str
+    protocol: str = "answer-first"
+    split: str = "test"
+    batch_size: int = 8
+    limit: int | None = None
+    max_new_tokens: int = 64
+    max_new_tokens_chain: int = 256
+    device: str = "auto"
+
+
+def _user(text: str, with_image: bool) -> dict:
+    parts = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+    return {"role": "user", "content": parts}
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+class Generator:
+    """Greedy batched generation with a model's own processor and chat template."""
+
+    def __init__(self, model_path: str, device: str = "auto"):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.torch = torch
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.processor = AutoProcessor.from_pretrained(model_path, local_files_only=True)
+        self.processor.tokenizer.padding_side = "left"
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, local_files_only=True, dtype=dtype).to(self.device).eval()
+        self.model_id = Path(model_path).name
+
+    def __call__(self, conversations: list[list[dict]], images: list, max_new_tokens: int) -> list[str]:
+        prompts = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+        enc = self.processor(images=images, text=prompts, padding=True, return_tensors="pt").to(self.device)
+        with self.torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+        return [t.strip() for t in self.processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+
+
+def _batches(ds, size: int) -> Iterator[list[dict]]:
+    for start in range(0, len(ds), size):
+        yield [ds[i] for i in range(start, min(start + size, len(ds)))]
+
+
+def run_batch(gen: Generator, rows: list[dict], cfg: RunConfig) -> list[dict]:
+    images = [r["image"].convert("RGB") for r in rows]
+    first_prompt = {"answer-first": PLAIN_PROMPT, "grounding-first": BOX_PROMPT, "gcot": COT_PROMPT}[cfg.protocol]
+    second_prompt = PLAIN_PROMPT if cfg.protocol == "grounding-first" else BOX_PROMPT
+    turn1 = [[_user(f"{r['question']}\n{first_prompt}", True)] for r in rows]
+    first = gen(turn1, images, cfg.max_new_tokens_chain if cfg.protocol == "gcot" else cfg.max_new_tokens)
+    turn2 = [conv + [_assistant(reply), _user(second_prompt, False)] for conv, reply in zip(turn1, first)]
+    second = gen(turn2, images, cfg.max_new_tokens)
+    out = []
+    for r, a, b in zip(rows, first, second):
+        rec = {
+            "question_id": r["mmgcot_id"], "id": r["id"], "type": r["type"], "img": r["img"],
+            "protocol": cfg.protocol, "model_id": gen.model_id, "prompt": f"{r['question']}\n{first_prompt}",
+        }
+        if cfg.protocol == "answer-first":
+            rec.update(text=a, coor=b)
+        elif cfg.protocol == "grounding-first":
+            rec.update(text=b, coor=a)
+        else:
+            rec.update(ori_text=a, cot=a, text=a.split(FINAL_ANSWER)[-1].strip(), coor=b)
+        gt_cot = render_cot([Step(text=s["text"]) for s in r["steps"]])
+        rec.update(gt_text=r["answer"], gt_coor=format_box(tuple(r["answer_box"])), gt_cot=gt_cot)
+        out.append(rec)
+    return out
+
+
+def run(cfg: RunConfig) -> Path:
+    import datasets
+
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {cfg.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    ds = datasets.load_dataset(cfg.release, split=cfg.split)
+    if cfg.limit:
+        ds = ds.select(range(min(cfg.limit, len(ds))))
+    if len(ds) and ds[0]["image"] is None:
+        raise ValueError(f"{cfg.release}: the {cfg.split} split carries no images (converted without --images)")
+    gen = Generator(cfg.model, cfg.device)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    with open(tmp, "w") as f, tqdm(total=len(ds), desc=f"{cfg.protocol} on {cfg.split}", unit="sample") as bar:
+        for rows in _batches(ds, cfg.batch_size):
+            for rec in run_batch(gen, rows, cfg):
+                f.write(json.dumps(rec) + "\n")
+            bar.update(len(rows))
+    tmp.rename(out)
+    return out

@@ -1,0 +1,131 @@
+"""A small LLaVA-style model built from a config, with a tokenizer trained on a release's text.
+
+The offline default of the model runner and of fine-tuning: nothing is downloaded. A CLIP-style
+vision tower, LLaVA's two-layer projector and a Llama decoder, all a few layers deep; the tokenizer
+is a byte-level BPE trained with `tokenizers` on the release's questions, steps and answers, so it
+covers every string the data can hold. The result is saved as an ordinary Hugging Face checkpoint
+(``AutoModelForImageTextToText`` / ``AutoProcessor`` load it with ``local_files_only=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_TOKEN = "<image>"
+SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
+# LLaVA-1.5's conversation shape ("USER: <image>\n... ASSISTANT: ...</s>"); accepts string content or
+# the list-of-parts content that processors' apply_chat_template passes.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %} "
+    "{% else %}ASSISTANT: "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}</s>"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+@dataclass
+class TinyLlavaConfig:
+    image_size: int = 64
+    patch_size: int = 16  # 16 patches + CLS; LLaVA's "default" strategy drops the CLS
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    text_hidden: int = 128
+    text_layers: int = 2
+    heads: int = 4
+    vocab_size: int = 2048
+    max_positions: int = 1024
+    seed: int = 0
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN}, padding_side="left",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None = None) -> Path:
+    """Train the tokenizer, build the model from configs with a fixed seed, save both."""
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    cfg = cfg or TinyLlavaConfig()
+    out = Path(out_dir)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    vision = CLIPVisionConfig(
+        hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.heads, image_size=cfg.image_size, patch_size=cfg.patch_size, projection_dim=cfg.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+        max_position_embeddings=cfg.max_positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy="default", vision_feature_layer=-1, projector_hidden_act="gelu",
+    )
+    torch.manual_seed(cfg.seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": cfg.image_size}, crop_size={"height": cfg.image_size, "width": cfg.image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=cfg.patch_size,
+        vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def release_texts(release_dir: str | Path) -> list[str]:
+    """Questions, step lines, answers and the prompts of a release: the tokenizer's training text."""
+    import json
+
+    from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
+
+    texts = [PLAIN_PROMPT, COT_PROMPT, "Please provide the bounding box coordinate of the region for the final answer.", "USER: ASSISTANT: Final Answer:"]
+    for f in sorted(Path(release_dir, "llava").glob("*.json")):
+        for row in json.loads(f.read_text()):
+            texts += [turn["value"] for turn in row["conversations"]]
+    return texts
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build the tiny offline LLaVA-style model (tokenizer trained on a release's text).")
+    ap.add_argument("--release", required=True, help="release folder whose llava/*.json text trains the tokenizer")
+    ap.add_argument("--out", required=True, help="model folder to write")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    print(build(a.out, release_texts(a.release), TinyLlavaConfig(seed=a.seed)))
+
+
+if __name__ == "__main__":
+    main()
