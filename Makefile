@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-all bench serve clean venv lint
+.PHONY: demo test test-all bench serve clean venv lint detector
 
 venv: .venv/.synced
 
@@ -32,9 +32,13 @@ test-all: venv ## everything, the slow tests too
 
 bench: venv ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_detect.py
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
 	$(PY) -m pipeline serve
 
 clean:
 	rm -rf releases .gcot-work .prefect test-output bench-output
+
+detector: venv ## retrain the shipped detector on synthetic scenes (about 40 min on 2 CPU cores)
+	$(PY) -m pipeline.detect.train

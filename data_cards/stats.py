@@ -30,7 +30,7 @@ def compute(examples: Sequence[Example], rejections: Sequence[Rejection], candid
             if BOX_AREA_BINS[i] <= a < BOX_AREA_BINS[i + 1]:
                 area_hist[i] += 1
                 break
-    example_rejections = [r for r in rejections if r.stage != "source"]
+    example_rejections = [r for r in rejections if r.is_example]
     by_rule = Counter((r.stage, r.rule) for r in rejections)
     return {
         "examples": len(examples),
@@ -47,4 +47,20 @@ def compute(examples: Sequence[Example], rejections: Sequence[Rejection], candid
         "box_area_hist": area_hist,
         "rejections_by_rule": [{"stage": s, "rule": r, "count": n} for (s, r), n in sorted(by_rule.items())],
         "review": dict(sorted(Counter(ex.review.status for ex in examples).items())),
+        "detector": _detector(examples),
+    }
+
+
+def _detector(examples: Sequence[Example]) -> dict | None:
+    checked = [ex.detector for ex in examples if ex.detector]
+    if not checked:
+        return None
+    ious = sorted(d.min_iou for d in checked)
+    return {
+        "model": checked[0].model,
+        "checked": len(checked),
+        "flagged": sum(d.flagged for d in checked),
+        "drafted": sum(1 for ex in examples if ex.provenance.get("drafted_by")),
+        "median_min_iou": ious[len(ious) // 2],
+        "mean_step_iou": sum(d.mean_iou for d in checked) / len(checked),
     }

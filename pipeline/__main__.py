@@ -31,9 +31,16 @@ def _print_summary(s: dict, as_json: bool) -> None:
 
 
 def cmd_build(a: argparse.Namespace) -> int:
+    from pipeline.detect.detector import DetectorError
     from pipeline.sources.base import SourceError
 
-    kwargs = dict(source=a.source, images=a.images, seed=a.seed, out=a.out, shard_size=a.shard_size, strict=a.strict, work_dir=a.work_dir, rewriter=a.rewriter)
+    try:
+        name_map = json.loads(a.name_map) if a.name_map else {}
+    except json.JSONDecodeError as e:
+        print(f"error: --name-map is not a JSON object: {e}", file=sys.stderr)
+        return 2
+    kwargs = dict(source=a.source, images=a.images, seed=a.seed, out=a.out, shard_size=a.shard_size, strict=a.strict, work_dir=a.work_dir,
+                  rewriter=a.rewriter, detector=a.detector, name_map=name_map, detector_conf=a.detector_conf)
     try:
         if a.no_prefect:
             from pipeline.steps import BuildConfig, run_plain
@@ -44,7 +51,7 @@ def cmd_build(a: argparse.Namespace) -> int:
             from pipeline.flows.build_gcot import build_gcot
 
             s = build_gcot(**kwargs)
-    except (SourceError, ValueError, FileNotFoundError) as e:
+    except (SourceError, DetectorError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     _print_summary(s, a.json)
@@ -122,13 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build-gcot", help="build a GCoT release from scene graphs", description="Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards, MM-GCoT JSON, LLaVA conversations, data card).")
-    b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON) [default: %(default)s]")
+    b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects) [default: %(default)s]")
     b.add_argument("--images", type=int, default=300, help="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all [default: %(default)s]")
     b.add_argument("--seed", type=int, default=0, help="seed of scenes, chains and splits; same seed, same bytes [default: %(default)s]")
     b.add_argument("--out", default="releases/demo", help="release folder, replaced atomically [default: %(default)s]")
     b.add_argument("--shard-size", type=int, default=250, help="images per shard (one Prefect task each) [default: %(default)s]")
     b.add_argument("--work-dir", default=None, help="where rendered scenes and scene-graph shards go [default: <out's parent>/.gcot-work]")
     b.add_argument("--rewriter", default="none", help="question rewriter [default: %(default)s]")
+    b.add_argument("--detector", default=None, help="'default' (the shipped YOLO11n) or a path to Ultralytics detection weights: cross-checks every step box; an images:PATH source uses the default when not given")
+    b.add_argument("--name-map", default=None, help='JSON object renaming detector classes to scene-graph nouns, e.g. \'{"person": "man"}\'')
+    b.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
     b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
     b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -106,6 +106,18 @@ class Verification:
 
 
 @dataclass
+class DetectorCheck:
+    """How well a detector supports each grounded step's box (compatible class, best IoU)."""
+
+    model: str  # weights name@digest
+    step_iou: list[float] = field(default_factory=list)  # per grounded step; 0 when nothing compatible
+    step_class: list[str | None] = field(default_factory=list)  # the matched detection's class
+    min_iou: float = 0.0  # the weakest step: the review queue sorts on it
+    mean_iou: float = 0.0
+    flagged: bool = False  # some step is not supported (IoU <= 0.5)
+
+
+@dataclass
 class Review:
     status: ReviewStatus = "pending"
     reviewer: str | None = None
@@ -131,6 +143,7 @@ class Example:
     provenance: dict[str, str] = field(default_factory=dict)
     verification: Verification = field(default_factory=Verification)
     review: Review = field(default_factory=Review)
+    detector: DetectorCheck | None = None
 
     @property
     def grounded_steps(self) -> list[Step]:
@@ -155,6 +168,7 @@ class Example:
         q = d.get("query")
         v = d.get("verification") or {}
         r = d.get("review") or {}
+        det = d.get("detector")
         return cls(
             id=d["id"],
             image_id=str(d["image_id"]),
@@ -172,14 +186,20 @@ class Example:
             provenance=dict(d.get("provenance") or {}),
             verification=Verification(**v),
             review=Review(**r),
+            detector=DetectorCheck(**det) if det else None,
         )
+
+
+# Stages whose rejections are example candidates (candidates = released + these); the others
+# ("source": bad input records, "scene": images that gave no candidate) are records, not examples.
+EXAMPLE_STAGES = frozenset({"chains", "verify", "split"})
 
 
 @dataclass(frozen=True)
 class Rejection:
     """A record that did not pass a stage, with a snake_case rule and a human-readable detail."""
 
-    stage: str  # "source", "chains", "verify", "split", ...
+    stage: str  # "source", "scene", "chains", "verify", "split", "convert"
     id: str  # example id, or "<image_id>" / "<image_id>/<object_id>" for source records
     rule: str
     detail: str
@@ -187,3 +207,7 @@ class Rejection:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+    @property
+    def is_example(self) -> bool:
+        return self.stage in EXAMPLE_STAGES

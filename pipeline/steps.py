@@ -19,7 +19,9 @@ from tqdm import tqdm
 from pipeline.chains.relations import build_relation_graph
 from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
-from pipeline.schema import SPLITS, Example, Rejection, SceneGraph
+from pipeline.detect.annotate import load_detections
+from pipeline.detect.crosscheck import check_example
+from pipeline.schema import SPLITS, Example, Rejection, SceneGraph, SceneObject
 from pipeline.sources.base import SourceError
 from pipeline.sources.registry import open_source
 from pipeline.verify import check_splits, verify_batch
@@ -39,6 +41,16 @@ class BuildConfig:
     rewriter: str = "none"
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validation, test, by image
     per_type: dict[str, int] = field(default_factory=lambda: dict(ChainConfig().per_type))
+    # Detector: "default" (the shipped weights), a path to Ultralytics weights, or None. An image
+    # folder source needs one (it drafts the objects); for other sources it cross-checks the chains.
+    detector: str | None = None
+    name_map: dict[str, str] = field(default_factory=dict)  # detector class -> scene-graph noun
+    detector_conf: float = 0.25
+
+    def detector_weights(self) -> str | None:
+        if self.detector is None and self.source.startswith("images:"):
+            return "default"
+        return self.detector
 
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
@@ -120,8 +132,10 @@ def load_shard(path: str | Path) -> list[SceneGraph]:
     return [SceneGraph.from_dict(json.loads(line)) for line in Path(path).read_text().splitlines() if line]
 
 
-def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str) -> str:
-    payload = json.dumps([digest, release_prefix, seed, sorted(per_type.items()), rewriter, code])
+def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str, detections: str | None = None) -> str:
+    """Names a shard's results: its content, the parameters, the code, and the detections used
+    (their file name is their own content key)."""
+    payload = json.dumps([digest, release_prefix, seed, sorted(per_type.items()), rewriter, code, Path(detections).name if detections else None])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -130,30 +144,50 @@ def shard_done(out_dir: str | Path, key: str) -> bool:
 
 
 def build_shard(
-    shard: str, digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, out_dir: str | Path, code: str | None = None
+    shard: str,
+    digest: str,
+    release_prefix: str,
+    seed: int,
+    per_type: dict[str, int],
+    rewriter: str,
+    out_dir: str | Path,
+    code: str | None = None,
+    detections: str | None = None,
 ) -> ShardResult:
-    """Relation graphs, chain candidates and verification for every image of one shard.
+    """Relation graphs, chain candidates, verification (and the detector cross-check when the
+    shard's ``detections`` are given) for every image of one shard.
 
     Results go to ``out_dir/<key>.{examples,rejections}.jsonl``; the ``<key>.done.json`` marker is
     written last, so a shard that finished is never redone and one cut off midway is redone whole.
     """
     out = Path(out_dir)
-    key = shard_key(digest, release_prefix, seed, per_type, rewriter, code or code_digest())
+    key = shard_key(digest, release_prefix, seed, per_type, rewriter, code or code_digest(), detections)
     marker = out / f"{key}.done.json"
     if marker.is_file():
         return ShardResult(**json.loads(marker.read_text()))
+    detector, found = load_detections(detections) if detections else ("", {})
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
     graphs, relations, candidates, rejections = {}, {}, [], []
     for g in load_shard(shard):
+        drafted = not g.objects and g.image_id in found
+        if drafted:  # an image-folder source: the detector's objects, with measured colours
+            g.objects = [SceneObject(f"{g.image_id}-d{k}", d.name, d.box, (c,) if c else ()) for k, (d, c) in enumerate(found[g.image_id])]
         rg = build_relation_graph(g)
         graphs[g.image_id], relations[g.image_id] = g, rg
         image_path = f"{release_prefix}/{g.image}" if release_prefix else g.image
         exs, rej = sampler.sample(g, rg, image_path, seed)
+        if not exs and not rej:  # nothing to ask of this image: say so rather than drop it silently
+            why = f"{len(g.objects)} object(s)" + (" detected" if drafted or g.source == "images" else "") + ", no relation path of 2 or more"
+            rejections.append(Rejection("scene", g.image_id, "no_chain", why, file=g.image))
+        for ex in exs if drafted else ():
+            ex.provenance["drafted_by"] = f"detector:{detector}"
         candidates += exs
         rejections += rej
-    n_candidates = len(candidates) + len(rejections)  # formed examples + those rejected while forming
+    n_candidates = len(candidates) + sum(r.is_example for r in rejections)  # formed + rejected while forming
     kept, rejected = verify_batch(candidates, graphs, relations)
     rejections += rejected
+    for ex in kept if found else ():
+        ex.detector = check_example(ex, [d for d, _ in found.get(ex.image_id, [])], detector)
     out.mkdir(parents=True, exist_ok=True)
     ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
     ex_file.write_text("".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
@@ -217,17 +251,26 @@ def summary(examples: list[Example], rejections: list[Rejection], candidates: in
         "per_split": dict(sorted(Counter(e.split for e in examples).items())),
         "per_split_type": {sp: dict(sorted(Counter(e.type for e in examples if e.split == sp).items())) for sp in sorted({e.split for e in examples})},
         "candidates": candidates,
-        "rejected": sum(1 for r in rejections if r.stage != "source"),
-        "source_rejections": sum(1 for r in rejections if r.stage == "source"),
+        "rejected": sum(1 for r in rejections if r.is_example),
+        "source_rejections": sum(1 for r in rejections if not r.is_example),
     }
 
 
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
     ing = ingest(cfg)
+    detections = [None] * len(ing.shards)
+    weights = cfg.detector_weights()
+    if weights:
+        from pipeline.detect.annotate import detect_shard
+
+        detections = [
+            detect_shard(s, d, ing.source_root, weights, cfg.name_map, cfg.detector_conf, cfg.results_dir())
+            for s, d in tqdm(list(zip(ing.shards, ing.digests)), desc="detect", unit="shard")
+        ]
     results = [
-        build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir())
-        for s, d in tqdm(list(zip(ing.shards, ing.digests)), desc="build shards", unit="shard")
+        build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir(), detections=dets)
+        for s, d, dets in tqdm(list(zip(ing.shards, ing.digests, detections)), desc="build shards", unit="shard")
     ]
     return release(cfg, ing, results)
 

@@ -8,7 +8,7 @@ files are gone is run again with a refreshed cache, so a rerun redoes only what 
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -21,9 +21,18 @@ def ingest_source(cfg: steps.BuildConfig) -> steps.IngestResult:
     return steps.ingest(cfg)
 
 
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str) -> str:
+    from pipeline.detect.annotate import detect_shard as detect
+
+    return detect(shard, digest, source_root, weights, name_map, conf, out_dir)
+
+
 @task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
-def build_shard(shard: str, digest: str, release_prefix: str, seed: int, per_type: dict, rewriter: str, out_dir: str, code: str) -> steps.ShardResult:
-    return steps.build_shard(shard, digest, release_prefix, seed, per_type, rewriter, out_dir, code)
+def build_shard(
+    shard: str, digest: str, release_prefix: str, seed: int, per_type: dict, rewriter: str, out_dir: str, code: str, detections: str | None
+) -> steps.ShardResult:
+    return steps.build_shard(shard, digest, release_prefix, seed, per_type, rewriter, out_dir, code, detections)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -41,17 +50,31 @@ def build_gcot(
     strict: bool = False,
     work_dir: str | None = None,
     rewriter: str = "none",
+    detector: str | None = None,
+    name_map: dict[str, str] | None = None,
+    detector_conf: float = 0.25,
 ) -> dict:
-    """Build a GCoT release from scene graphs (synthetic, vg:PATH or coco:PATH)."""
-    cfg = steps.BuildConfig(source=source, images=images, seed=seed, out=out, shard_size=shard_size, strict=strict, work_dir=work_dir, rewriter=rewriter)
+    """Build a GCoT release from scene graphs (synthetic, vg:PATH, coco:PATH or images:PATH)."""
+    cfg = steps.BuildConfig(
+        source=source, images=images, seed=seed, out=out, shard_size=shard_size, strict=strict, work_dir=work_dir,
+        rewriter=rewriter, detector=detector, name_map=dict(name_map or {}), detector_conf=detector_conf,
+    )
     ing = ingest_source(cfg)
     code, out_dir = steps.code_digest(), str(cfg.results_dir())
+    weights = cfg.detector_weights()
+    detections = (
+        [f.result() for f in detect_shard.map(ing.shards, ing.digests, unmapped(ing.source_root), unmapped(weights), unmapped(cfg.name_map), unmapped(detector_conf), unmapped(out_dir))]
+        if weights
+        else [None] * len(ing.shards)
+    )
     refresh = build_shard.with_options(refresh_cache=True)  # for shards whose result files are gone
+
+    def done(d: str, dets: str | None) -> bool:
+        return steps.shard_done(out_dir, steps.shard_key(d, ing.release_prefix, seed, cfg.per_type, rewriter, code, dets))
+
     futures = [
-        (build_shard if steps.shard_done(out_dir, steps.shard_key(d, ing.release_prefix, seed, cfg.per_type, rewriter, code)) else refresh).submit(
-            shard, d, ing.release_prefix, seed, cfg.per_type, rewriter, out_dir, code
-        )
-        for shard, d in zip(ing.shards, ing.digests)
+        (build_shard if done(d, dets) else refresh).submit(shard, d, ing.release_prefix, seed, cfg.per_type, rewriter, out_dir, code, dets)
+        for shard, d, dets in zip(ing.shards, ing.digests, detections)
     ]
     s = write_release(cfg, ing, [f.result() for f in futures])
     _publish(s)

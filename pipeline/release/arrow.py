@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
-from pipeline.schema import Example, Query, Review, Step, Verification
+from pipeline.schema import DetectorCheck, Example, Query, Review, Step, Verification
 
 MAX_SHARD_IMAGE_BYTES = 256 * 2**20  # unique image bytes per shard; keeps one dictionary page < 2 GiB
 
@@ -53,6 +54,14 @@ FEATURES = Features(
         "verification": {"passed": Value("bool"), "failures": List({"rule": Value("string"), "detail": Value("string")})},
         "review": {"status": Value("string"), "reviewer": Value("string"), "reviewed_at": Value("string"), "comment": Value("string")},
         "provenance": Value("string"),  # JSON object of strings (free keys: model names, versions, ...)
+        "detector": {
+            "model": Value("string"),
+            "step_iou": List(Value("float64")),
+            "step_class": List(Value("string")),
+            "min_iou": Value("float64"),
+            "mean_iou": Value("float64"),
+            "flagged": Value("bool"),
+        },
     }
 )
 
@@ -87,6 +96,7 @@ def to_row(ex: Example, image_bytes: bytes | None, mmgcot_id: int) -> dict:
         "verification": {"passed": ex.verification.passed, "failures": ex.verification.failures},
         "review": {"status": ex.review.status, "reviewer": ex.review.reviewer, "reviewed_at": ex.review.reviewed_at, "comment": ex.review.comment},
         "provenance": json.dumps(ex.provenance, sort_keys=True),
+        "detector": asdict(ex.detector) if ex.detector else None,
     }
 
 
@@ -124,6 +134,7 @@ def from_row(row: dict) -> Example:
         provenance=provenance,
         verification=Verification(passed=bool(v.get("passed")), failures=list(v.get("failures") or [])),
         review=Review(**{k: r.get(k) for k in ("status", "reviewer", "reviewed_at", "comment")}) if r else Review(),
+        detector=DetectorCheck(**row["detector"]) if row.get("detector") else None,
     )
 
 

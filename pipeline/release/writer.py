@@ -24,6 +24,7 @@ from pathlib import Path
 from data_cards.card import render_gcot_card
 from data_cards.stats import compute
 from pipeline import __version__
+from pipeline.detect.crosscheck import review_order
 from pipeline.release import arrow, llava, mmgcot
 from pipeline.schema import SPLITS, Example, Rejection
 from pipeline.sources.registry import release_file
@@ -98,6 +99,10 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
     with open(tmp / "rejections.jsonl", "w") as f:
         for r in rejections:
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
+    with open(tmp / "review_queue.jsonl", "w") as f:  # what reviewers see first: least detector support
+        for e in review_order(examples):
+            d = e.detector
+            f.write(json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by")}) + "\n")
     stats = compute(examples, rejections, candidates)
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     unique = {e.image: image_size(e) for e in examples}
@@ -111,7 +116,13 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
         "llava_bytes": _dir_bytes(tmp / "llava"),
     }
     n = len(examples)
+    from pipeline.detect.train import METRICS
+
+    shipped = json.loads(METRICS.read_text()) if METRICS.is_file() else None
+    if not (stats.get("detector") and shipped and stats["detector"]["model"].startswith(shipped["weights"] + "@")):
+        shipped = None
     meta = {
+        "detector_metrics": shipped,
         "license": "cc-by-4.0",
         "version": __version__,
         "load_path": out.name,  # relative, so that the card does not depend on where the release sits

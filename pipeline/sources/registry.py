@@ -6,10 +6,11 @@ from pathlib import Path
 
 from pipeline.sources.base import Source, SourceError
 from pipeline.sources.coco import CocoSource
+from pipeline.sources.image_folder import ImageFolderSource
 from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.sources.visual_genome import VisualGenomeSource
 
-KINDS = ("synthetic", "vg", "coco")
+KINDS = ("synthetic", "vg", "coco", "images")
 
 
 def open_source(spec: str, work_dir: str | Path, images: int = 300, seed: int = 0, limit: int | None = None) -> Source:
@@ -17,13 +18,15 @@ def open_source(spec: str, work_dir: str | Path, images: int = 300, seed: int = 
     if kind == "synthetic":
         root = write_synthetic_vg(Path(work_dir) / f"synthetic-n{images}-s{seed}", images, seed)
         return VisualGenomeSource(root, name="synthetic", limit=limit)
-    if kind in ("vg", "coco") and not path:
+    if kind in ("vg", "coco", "images") and not path:
         raise SourceError(f"source {spec!r} needs a path: {kind}:PATH")
     if kind == "vg":
         return VisualGenomeSource(path, limit=limit)
     if kind == "coco":
         return CocoSource(path, limit=limit)
-    raise SourceError(f"unknown source {spec!r}; use one of: synthetic, vg:PATH, coco:PATH")
+    if kind == "images":
+        return ImageFolderSource(path, limit=limit)
+    raise SourceError(f"unknown source {spec!r}; use one of: synthetic, vg:PATH, coco:PATH, images:PATH")
 
 
 def release_file(source_root: str | Path, release_prefix: str, image: str) -> Path:

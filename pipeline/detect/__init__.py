@@ -1,0 +1,1 @@
+"""Detector-assisted labeling: Ultralytics YOLO pre-annotates images and cross-checks chains."""
