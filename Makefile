@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-all bench serve clean venv lint detector
+.PHONY: annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
 
 venv: .venv/.synced
 
@@ -18,10 +18,24 @@ venv: .venv/.synced
 	$(UV) sync --frozen
 	@touch $@
 
+labelstudio: .venv-labelstudio/.synced
+
+.venv-labelstudio/.synced: annotation/labelstudio.lock.txt .venv/.synced
+	test -x .venv-labelstudio/bin/python || $(UV) venv -q .venv-labelstudio --python 3.11
+	VIRTUAL_ENV=$(CURDIR)/.venv-labelstudio $(UV) pip sync -q annotation/labelstudio.lock.txt
+	@touch $@
+
+chromium: ## Debian's chromium for the browser test (never a downloaded browser)
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+annotate: venv labelstudio ## Label Studio with the demo release pushed; prints the URL and how to log in
+	@test -d releases/demo || $(MAKE) demo
+	$(PY) -m annotation serve --push releases/demo
+
 demo: venv ## build the embedded synthetic default and print where the release went
 	$(PY) -m pipeline build-gcot --source synthetic --images 300 --seed 7 --out releases/demo
 
-test: venv lint ## the default test suite (fast + real-server tests; slow ones excluded)
+test: venv labelstudio chromium lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
 
 lint: venv

@@ -192,14 +192,14 @@ class Example:
 
 # Stages whose rejections are example candidates (candidates = released + these); the others
 # ("source": bad input records, "scene": images that gave no candidate) are records, not examples.
-EXAMPLE_STAGES = frozenset({"chains", "verify", "split"})
+EXAMPLE_STAGES = frozenset({"chains", "verify", "split", "review"})
 
 
 @dataclass(frozen=True)
 class Rejection:
     """A record that did not pass a stage, with a snake_case rule and a human-readable detail."""
 
-    stage: str  # "source", "scene", "chains", "verify", "split", "convert"
+    stage: str  # "source", "scene", "chains", "verify", "split", "review", "convert"
     id: str  # example id, or "<image_id>" / "<image_id>/<object_id>" for source records
     rule: str
     detail: str

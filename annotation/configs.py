@@ -1,0 +1,65 @@
+"""Label Studio labeling configs: GCoT review and LongV-EVAL review.
+
+GCoT: the image; one rectangle per grounded step, labelled ``Step 1`` ... ``Step k``, each with its
+step text editable in a per-region text box; the steps without a box, the question and the answer
+as editable text; a verdict (accept / fixed / reject) and a comment.
+"""
+
+from __future__ import annotations
+
+MAX_STEPS = 8  # longest chain a task can show (ours have at most 4 grounded steps)
+STEP_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
+VERDICTS = ("accept", "fixed", "reject")
+
+
+def gcot_review_config(max_steps: int = MAX_STEPS) -> str:
+    labels = "\n".join(f'      <Label value="Step {k}" background="{STEP_COLORS[(k - 1) % len(STEP_COLORS)]}"/>' for k in range(1, max_steps + 1))
+    return f"""<View>
+  <Header value="$type question: check every step's box and text, the question and the answer"/>
+  <View style="display: flex; gap: 1em">
+    <View style="flex: 65%">
+      <Image name="image" value="$image" zoom="true" zoomControl="true"/>
+      <RectangleLabels name="box" toName="image" strokeWidth="3">
+{labels}
+      </RectangleLabels>
+    </View>
+    <View style="flex: 35%">
+      <Header value="Step text (select a box; [box] stands for its coordinates)" size="6"/>
+      <TextArea name="step_text" toName="image" perRegion="true" editable="true" rows="2" displayMode="region-list"/>
+      <Header value="Steps without a box" size="6"/>
+      <TextArea name="unboxed_steps" toName="image" editable="true" rows="2"/>
+      <Header value="Question" size="6"/>
+      <TextArea name="question" toName="image" editable="true" rows="2" maxSubmissions="1"/>
+      <Header value="Answer" size="6"/>
+      <TextArea name="answer" toName="image" editable="true" rows="1" maxSubmissions="1"/>
+      <Header value="Verdict" size="6"/>
+      <Choices name="verdict" toName="image" choice="single-radio" required="true">
+        <Choice value="accept" hint="everything is right as it is"/>
+        <Choice value="fixed" hint="I corrected boxes or text"/>
+        <Choice value="reject" hint="the example cannot be fixed"/>
+      </Choices>
+      <TextArea name="comment" toName="image" rows="2" placeholder="comment (say why when rejecting)"/>
+    </View>
+  </View>
+</View>"""
+
+
+def longv_review_config() -> str:
+    return """<View>
+  <Header value="Check the three edit prompts of this video"/>
+  <Video name="video" value="$video"/>
+  <Header value="Caption" size="6"/>
+  <Text name="caption" value="$caption"/>
+  <Header value="Foreground edit prompt" size="6"/>
+  <TextArea name="foreground" toName="video" editable="true" rows="1" maxSubmissions="1"/>
+  <Header value="Background edit prompt" size="6"/>
+  <TextArea name="background" toName="video" editable="true" rows="1" maxSubmissions="1"/>
+  <Header value="Style edit prompt" size="6"/>
+  <TextArea name="style" toName="video" editable="true" rows="1" maxSubmissions="1"/>
+  <Choices name="verdict" toName="video" choice="single-radio" required="true">
+    <Choice value="accept"/>
+    <Choice value="fixed"/>
+    <Choice value="reject"/>
+  </Choices>
+  <TextArea name="comment" toName="video" rows="2"/>
+</View>"""

@@ -1,0 +1,223 @@
+"""The review UI against a real Label Studio server started by this test module (no mocks of it):
+push a release, annotate through the API as a person would, pull, and find exactly those changes."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from annotation.review import PushInterrupted, existing_ids, project_title, pull, push
+from annotation.server import LS_VENV, LabelStudioServer
+from annotation.tasks import from_percent, text_with_box, to_percent
+from pipeline.boxes import find_boxes, format_box
+from pipeline.release.arrow import read_examples
+from pipeline.steps import BuildConfig, run_plain
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.server, pytest.mark.skipif(not (LS_VENV / "bin" / "label-studio").exists(), reason="Label Studio not installed: make labelstudio")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    out = tmp_path_factory.mktemp("review") / "rel"
+    run_plain(BuildConfig(images=10, seed=5, out=str(out), work_dir=str(out.parent / "work")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("ls")
+    srv = LabelStudioServer(data, data / "files", port=free_port()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed(server, release):
+    return push(release, server.client(), server.files_root)
+
+
+def tasks_by_example(client, project_id):
+    return {t.data["example_id"]: t for t in client.tasks.list(project=project_id, fields="all")}
+
+
+def prediction(task):
+    p = task.predictions[0]
+    return [dict(r) for r in (p.result if hasattr(p, "result") else p["result"])]
+
+
+def test_box_conversion_at_the_border():
+    box = (0.125, 0.25, 0.5, 0.375)
+    assert from_percent(to_percent(box)) == box
+    assert text_with_box("The cup is at [box]", box) == "The cup is at " + format_box(box)
+
+
+def test_push_prefills_and_is_idempotent(server, release, pushed):
+    client = server.client()
+    examples = read_examples(sorted((release / "data").glob("*.parquet")))
+    assert pushed.pushed == len(examples) and pushed.already == 0
+    again = push(release, client, server.files_root)
+    assert again.pushed == 0 and again.already == len(examples)
+    tasks = tasks_by_example(client, pushed.project_id)
+    assert len(tasks) == len(examples) == len(list(client.tasks.list(project=pushed.project_id)))
+    ex = examples[0]
+    pred = prediction(tasks[ex.id])
+    rects = [r for r in pred if r["from_name"] == "box"]
+    assert [r["value"]["rectanglelabels"] for r in rects] == [[f"Step {k}"] for k in range(1, len(ex.grounded_steps) + 1)]
+    assert from_percent(rects[-1]["value"]) == ex.answer_box
+    texts = {r["id"]: r["value"]["text"][0] for r in pred if r["from_name"] == "step_text"}
+    assert all("[box]" in t for t in texts.values())
+    assert [r["value"]["text"][0] for r in pred if r["from_name"] == "question"] == [ex.question]
+    # the image is served from the confined local-files root
+    import httpx
+
+    url = server.url + tasks[ex.id].data["image"]
+    r = httpx.get(url, headers={"Authorization": f"Token {server.credentials.token}"})
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+
+
+def test_review_round_trip(server, release, pushed, tmp_path):
+    client = server.client()
+    examples = read_examples(sorted((release / "data").glob("*.parquet")))
+    tasks = tasks_by_example(client, pushed.project_id)
+    moved, edited, rejected, accepted = examples[0], examples[1], examples[2], examples[3]
+
+    # move the first step's box
+    res = prediction(tasks[moved.id])
+    rid = next(r["id"] for r in res if r["from_name"] == "box")
+    for r in res:
+        if r["id"] == rid:
+            r["value"] = {**r["value"], "x": r["value"]["x"] + 4.0, "y": r["value"]["y"] + 2.0}
+    res.append({"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}})
+    client.annotations.create(id=tasks[moved.id].id, result=res)
+    # edit the last step's text
+    res = prediction(tasks[edited.id])
+    last = [r for r in res if r["from_name"] == "step_text"][-1]
+    last["value"] = {**last["value"], "text": ["The thing reviewers call a gadget is at [box]"]}
+    res.append({"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}})
+    client.annotations.create(id=tasks[edited.id].id, result=res)
+    # reject one, accept one as it is
+    client.annotations.create(id=tasks[rejected.id].id, result=[
+        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["reject"]}},
+        {"id": "c", "from_name": "comment", "to_name": "image", "type": "textarea", "value": {"text": ["the question is unanswerable"]}},
+    ])
+    client.annotations.create(id=tasks[accepted.id].id, result=prediction(tasks[accepted.id]) + [
+        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["accept"]}}])
+
+    s = pull(release, client, tmp_path / "reviewed")
+    assert (s.accepted, s.fixed, s.rejected) == (1, 2, 1) and s.open == len(examples) - 4 and s.reconciles
+    after = {e.id: e for e in read_examples(sorted((tmp_path / "reviewed" / "data").glob("*.parquet")))}
+    assert rejected.id not in after and len(after) == len(examples) - 1
+    rej = [json.loads(line) for line in (tmp_path / "reviewed" / "rejections.jsonl").read_text().splitlines()]
+    assert {"stage": "review", "id": rejected.id, "rule": "rejected_by_reviewer"}.items() <= next(r for r in rej if r["id"] == rejected.id).items()
+    assert "unanswerable" in next(r for r in rej if r["id"] == rejected.id)["detail"]
+
+    m = after[moved.id]
+    old = moved.grounded_steps[0].box
+    assert m.grounded_steps[0].box == pytest.approx((old[0] + 0.04, old[1] + 0.02, old[2], old[3]), abs=1.5e-3)
+    assert find_boxes(m.grounded_steps[0].text)[-1][0] == m.grounded_steps[0].box  # the text carries the new box
+    assert m.review.status == "fixed" and m.review.reviewer == server.credentials.username and m.review.reviewed_at
+    assert [s.box for s in m.grounded_steps[1:]] == [s.box for s in moved.grounded_steps[1:]]
+
+    e = after[edited.id]
+    assert e.grounded_steps[-1].text == "The thing reviewers call a gadget is at " + format_box(edited.answer_box)
+    assert e.answer_box == edited.answer_box and e.verification.passed
+    assert after[accepted.id].review.status == "accepted" and after[accepted.id].steps == accepted.steps
+    untouched = [i for i in after if i not in (moved.id, edited.id, accepted.id)]
+    assert all(after[i].review.status == "pending" for i in untouched)
+    stats = json.loads((tmp_path / "reviewed" / "stats.json").read_text())
+    assert stats["reconciles"] and stats["review"] == {"accepted": 1, "fixed": 2, "pending": len(untouched)}
+
+
+def test_several_annotations_latest_accepted_wins(server, release, pushed, tmp_path):
+    client = server.client()
+    examples = read_examples(sorted((release / "data").glob("*.parquet")))
+    ex = examples[5]
+    task = tasks_by_example(client, pushed.project_id)[ex.id]
+    res = prediction(task)
+    q1 = [dict(r, value={"text": ["First reviewer's question?"]}) if r["from_name"] == "question" else r for r in res]
+    q2 = [dict(r, value={"text": ["Second reviewer's question?"]}) if r["from_name"] == "question" else r for r in res]
+    verdict = lambda v: {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": [v]}}
+    client.annotations.create(id=task.id, result=q1 + [verdict("fixed")])
+    client.annotations.create(id=task.id, result=q2 + [verdict("fixed")])
+    client.annotations.create(id=task.id, result=res + [verdict("reject")])  # a later reject does not win
+    s = pull(release, client, tmp_path / "reviewed")
+    after = {e.id: e for e in read_examples(sorted((tmp_path / "reviewed" / "data").glob("*.parquet")))}
+    assert after[ex.id].question == "Second reviewer's question?"
+    assert s.agreement["tasks"] >= 1 and s.agreement["pairs"] >= 3 and s.agreement["mean_box_iou"] == pytest.approx(1.0)
+
+
+def test_malformed_annotation_is_reported_not_a_crash(server, release, pushed, tmp_path):
+    client = server.client()
+    examples = read_examples(sorted((release / "data").glob("*.parquet")))
+    ex = examples[6]
+    task = tasks_by_example(client, pushed.project_id)[ex.id]
+    client.annotations.create(id=task.id, result=[
+        {"id": "z", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": ex.width, "original_height": ex.height,
+         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0, "rectanglelabels": ["Step 9"]}},
+        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}}])
+    s = pull(release, client, tmp_path / "reviewed")
+    bad = [m for m in s.malformed if m["example"] == ex.id]
+    assert bad and "Step 9" in bad[0]["reason"]
+    assert s.reconciles
+
+
+def test_server_stopped_mid_push_then_the_next_push_completes(server, tmp_path):
+    out = tmp_path / "rel2"
+    run_plain(BuildConfig(images=6, seed=9, out=str(out), work_dir=str(tmp_path / "w")))
+    client = server.client()
+    real = client.projects.import_tasks
+    calls = []
+
+    def import_then_stop(**kw):
+        if calls:
+            server.stop()  # the server goes away between two batches
+        calls.append(len(kw["request"]))
+        return real(**kw)
+
+    client.projects.import_tasks = import_then_stop
+    with pytest.raises(PushInterrupted, match="push again"):
+        push(out, client, server.files_root, batch=5)
+    server.start()
+    client = server.client()
+    s = push(out, client, server.files_root, batch=5)
+    project = next(p for p in client.projects.list() if p.title == project_title(out))
+    ids = existing_ids(client, project.id)
+    n = len(read_examples(sorted((out / "data").glob("*.parquet"))))
+    assert s.already == 5 and s.pushed == n - 5 and len(ids) == n
+    assert len(list(client.tasks.list(project=project.id))) == n  # nothing twice
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed (make test installs it)")
+def test_browser_shows_pre_annotated_boxes(server, release, pushed):
+    from playwright.sync_api import sync_playwright
+
+    client = server.client()
+    task = next(iter(tasks_by_example(client, pushed.project_id).values()))
+    shots = REPO / "test-output"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{server.url}/user/login/")
+        page.fill("input[name=email]", server.credentials.username)
+        page.fill("input[name=password]", server.credentials.password)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_url(lambda u: "/login" not in u, timeout=60_000)
+        page.goto(f"{server.url}/projects/{pushed.project_id}/data?tab=0&task={task.id}")
+        page.wait_for_selector("canvas", timeout=90_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(shots / "label_studio_task.png"))
+        body = page.inner_text("body")
+        browser.close()
+    assert "Step 1" in body  # our pre-annotated regions are listed with their labels
+    assert (shots / "label_studio_task.png").stat().st_size > 20_000
