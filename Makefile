@@ -44,9 +44,10 @@ lint: venv
 test-all: venv ## everything, the slow tests too
 	$(PY) -m pytest -q -m ""
 
-bench: venv ## benchmarks, printing numbers
+bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_detect.py
+	$(PY) benchmarks/bench_review.py
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
 	$(PY) -m pipeline serve

@@ -47,12 +47,19 @@ def cmd_serve(a) -> int:
     return 0
 
 
-def cmd_push(a) -> int:
-    from annotation.review import PushInterrupted, push
-
+def _running(a):
     server = _server(a)
     if not server.healthy():
         print(f"error: no Label Studio at {server.url}; start it with `make annotate`", file=sys.stderr)
+        return None
+    return server
+
+
+def cmd_push(a) -> int:
+    from annotation.review import PushInterrupted, push
+
+    server = _running(a)
+    if server is None:
         return 2
     try:
         s = push(a.release, server.client(), server.files_root)
@@ -66,9 +73,8 @@ def cmd_push(a) -> int:
 def cmd_pull(a) -> int:
     from annotation.review import pull
 
-    server = _server(a)
-    if not server.healthy():
-        print(f"error: no Label Studio at {server.url}; start it with `make annotate`", file=sys.stderr)
+    server = _running(a)
+    if server is None:
         return 2
     try:
         s = pull(a.release, server.client(), a.out or f"{Path(a.release).resolve()}-reviewed")

@@ -221,3 +221,12 @@ def test_browser_shows_pre_annotated_boxes(server, release, pushed):
         browser.close()
     assert "Step 1" in body  # our pre-annotated regions are listed with their labels
     assert (shots / "label_studio_task.png").stat().st_size > 20_000
+
+
+def test_review_flows(server, release, pushed, prefect_harness, tmp_path):
+    from pipeline.flows.review import pull_review, push_review
+
+    s = push_review(release=str(release), data_dir=str(server.data_dir), port=server.port)
+    assert s["pushed"] == 0 and s["already"] == pushed.examples
+    p = pull_review(release=str(release), out=str(tmp_path / "reviewed"), data_dir=str(server.data_dir), port=server.port)
+    assert p["reconciles"] and p["pushed"] == pushed.examples and (tmp_path / "reviewed" / "review_report.json").is_file()
