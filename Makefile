@@ -55,5 +55,6 @@ serve: venv ## local Prefect server + the build-gcot/local deployment
 clean:
 	rm -rf releases .gcot-work .prefect test-output bench-output
 
-detector: venv ## retrain the shipped detector on synthetic scenes (about 40 min on 2 CPU cores)
-	$(PY) -m pipeline.detect.train
+detector: venv ## retrain the shipped detector on synthetic scenes (two stages, about 50 min on 2 CPU cores)
+	$(PY) -m pipeline.detect.train --epochs 30
+	$(PY) -m pipeline.detect.train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt

@@ -92,7 +92,7 @@ def verify_example(ex: Example, graph: SceneGraph | None, relations: RelationGra
     ex.verification.passed = not fails
     if fails:
         rule, detail = fails[0]
-        return Rejection("verify", ex.id, rule, detail + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else ""))
+        return Rejection("verify", ex.id, rule, detail + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else ""), file=ex.image)
     return None
 
 
@@ -110,7 +110,7 @@ def verify_batch(
             if key in seen:
                 ex.verification.passed = False
                 ex.verification.failures.append({"rule": "no_duplicate_question", "detail": "same question already asked of this image"})
-                r = Rejection("verify", ex.id, "no_duplicate_question", f"question already asked of image {ex.image_id}: {ex.question!r}")
+                r = Rejection("verify", ex.id, "no_duplicate_question", f"question already asked of image {ex.image_id}: {ex.question!r}", file=ex.image)
             seen.add(key)
         (rejected.append(r) if r else kept.append(ex))
     return kept, rejected

@@ -230,3 +230,12 @@ def test_review_flows(server, release, pushed, prefect_harness, tmp_path):
     assert s["pushed"] == 0 and s["already"] == pushed.examples
     p = pull_review(release=str(release), out=str(tmp_path / "reviewed"), data_dir=str(server.data_dir), port=server.port)
     assert p["reconciles"] and p["pushed"] == pushed.examples and (tmp_path / "reviewed" / "review_report.json").is_file()
+
+
+def test_both_labeling_configs_are_accepted_by_label_studio(server):
+    from annotation.configs import gcot_review_config, longv_review_config
+
+    client = server.client()
+    for title, xml in (("config check gcot", gcot_review_config()), ("config check longv", longv_review_config())):
+        p = client.projects.create(title=title, label_config=xml)
+        assert client.projects.get(id=p.id).label_config.strip() == xml.strip()

@@ -124,6 +124,7 @@ class ChainSampler:
                     "chains", ex_id, "ambiguous_expression",
                     f"step {i + 1} ('{T.phrase(obj.name if show_name else None, allowed)}' "
                     f"{relation_of[i] or ''}) does not pick out object {obj.id} alone",
+                    file=image_path,
                 )
             p = T.phrase(obj.name if show_name else None, attrs)
             phrases.append(p)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipeline.boxes import from_abs_xywh
 from pipeline.schema import Box, Rejection, SceneGraph
@@ -42,7 +42,8 @@ def check_image(path: Path, width: int, height: int) -> tuple[str, str] | None:
         with Image.open(path) as im:
             size = im.size
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - once Ultralytics is imported, its PIL patch turns an
+        # unidentified image into an ImportError (it reaches for an optional HEIF plugin)
         return "image_corrupt", f"{path} cannot be read as an image: {e}"
     if size != (width, height):
         return "image_size_mismatch", f"{path} is {size[0]}x{size[1]}, the annotation says {width}x{height}"

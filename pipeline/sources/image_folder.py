@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipeline.schema import Rejection, SceneGraph
 from pipeline.sources.base import Source, SourceError, reject
@@ -33,11 +33,12 @@ class ImageFolderSource(Source):
                 continue
             if self.limit is not None and n >= self.limit:
                 return
-            try:
+            try:  # a full decode: verify() passes truncated JPEGs, which would break the detector's batch
                 with Image.open(path) as im:
                     width, height = im.size
-                    im.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                    im.load()
+            except Exception as e:  # noqa: BLE001 - once Ultralytics is imported, its PIL patch turns an
+                # unidentified image into an ImportError (it reaches for an optional HEIF plugin)
                 yield reject(str(path), rel, "image_corrupt", f"{path} cannot be read as an image: {e}")
                 continue
             n += 1
