@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
+.PHONY: finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
 
 venv: .venv/.synced
 
@@ -48,6 +48,11 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_detect.py
 	$(PY) benchmarks/bench_review.py
+	$(PY) benchmarks/bench_masked_head.py
+
+finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
+	@test -d releases/demo || $(MAKE) demo
+	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
 	$(PY) -m pipeline serve

@@ -1,0 +1,316 @@
+"""Fine-tune an image-text model on a GCoT release's LLaVA conversations with PEFT LoRA.
+
+    python training/finetune.py --data releases/demo --model tiny --out runs/tiny
+    python training/finetune.py --config training/configs/tiny_cpu.yaml max_steps=300 lr=1e-3
+    python training/finetune.py --out runs/tiny --resume
+
+``--model tiny`` (the offline default) builds a small LLaVA-style model from configs with a tokenizer
+trained on the release's text (`training/tiny_llava.py`); any local Hugging Face image-text-to-text
+checkpoint works too (``--model /models/llava-1.5-7b-hf``; nothing is downloaded). The loss covers
+the answer tokens only, through the masked LM head (`training/masked_head.py`). The run folder keeps
+the resolved config, checkpoints, the loss log and plot, the adapter, and at the end the GCoT
+evaluation of the test split (`eval/report.md`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import env  # noqa: E402
+
+env.apply()
+
+import yaml  # noqa: E402
+
+
+@dataclass
+class FinetuneConfig:
+    data: str = "releases/demo"  # a release folder (build-gcot output)
+    model: str = "tiny"  # "tiny" or a local Hugging Face image-text-to-text checkpoint
+    out: str = "runs/finetune"
+    max_steps: int = 150
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-3  # LoRA on a small model takes a large rate; ~2e-4 for 7B models
+    warmup_steps: int = 10
+    lora_r: int = 16
+    lora_alpha: int = 32  # usually 2 * r
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    modules_to_save: list[str] = field(default_factory=lambda: ["lm_head", "multi_modal_projector"])  # tiny: random head and projector learn too
+    masked_head: bool = True
+    max_length: int = 384
+    save_every: int = 50
+    eval_limit: int = 48  # test-split samples evaluated at the end (0 = skip)
+    seed: int = 0
+    device: str = "auto"
+
+
+def load_config(path: str | None, overrides: list[str]) -> FinetuneConfig:
+    """YAML file, then ``key=value`` overrides (values parsed as YAML: 3e-4, true, [a, b])."""
+    values = yaml.safe_load(Path(path).read_text()) if path else {}
+    names = {f.name for f in fields(FinetuneConfig)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r} is not key=value")
+        values[key.replace("-", "_")] = yaml.safe_load(raw)
+    unknown = set(values) - names
+    if unknown:
+        raise SystemExit(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+    casts = {"float": float, "int": int}  # YAML 1.1 reads 3e-4 as a string
+    for f in fields(FinetuneConfig):
+        if f.name in values and f.type in casts and values[f.name] is not None:
+            try:
+                values[f.name] = casts[f.type](values[f.name])
+            except (TypeError, ValueError):
+                raise SystemExit(f"config {f.name}={values[f.name]!r} is not a {f.type}") from None
+    return FinetuneConfig(**values)
+
+
+class GCoTConversations:
+    """The release's LLaVA rows (plain and ``_cot``), with images from its Parquet shards."""
+
+    def __init__(self, release: Path, split: str):
+        import pyarrow.parquet as pq
+
+        self.rows = json.loads((release / "llava" / f"{split}.json").read_text())
+        self.images: dict[str, bytes] = {}
+        for f in sorted((release / "data").glob(f"{split}-*.parquet")):
+            t = pq.read_table(f, columns=["img", "image"])
+            for img, image in zip(t.column("img").to_pylist(), t.column("image").to_pylist()):
+                if image and image.get("bytes"):
+                    self.images.setdefault(img, image["bytes"])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def item(self, i: int):
+        import io
+
+        from PIL import Image
+
+        row = self.rows[i]
+        human, gpt = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        return Image.open(io.BytesIO(self.images[row["image"]])).convert("RGB"), human.removeprefix("<image>\n"), gpt
+
+
+def encode(processor, image, user_text: str, answer: str, max_length: int) -> dict:
+    """input_ids and labels of one conversation: the loss covers the answer tokens only."""
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
+    full = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    full_text = processor.apply_chat_template(full, tokenize=False)
+    enc = processor(images=[image], text=[full_text], return_tensors="pt")
+    n_prompt = processor(images=[image], text=[prompt_text], return_tensors="pt")["input_ids"].shape[1]
+    ids = enc["input_ids"][0][:max_length]
+    labels = ids.clone()
+    labels[:n_prompt] = -100
+    return {"input_ids": ids, "labels": labels, "pixel_values": enc["pixel_values"][0]}
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    import torch
+
+    n = max(len(x["input_ids"]) for x in items)
+    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # [B, T], right-padded for training
+    labels = torch.full((len(items), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), n), dtype=torch.long)
+    for i, x in enumerate(items):
+        k = len(x["input_ids"])
+        ids[i, :k], labels[i, :k], mask[i, :k] = x["input_ids"], x["labels"], 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "pixel_values": torch.stack([x["pixel_values"] for x in items])}
+
+
+class Recipe:
+    """setup -> train -> evaluate; checkpoints let ``--resume`` continue a cut-off run exactly."""
+
+    def __init__(self, cfg: FinetuneConfig):
+        import torch
+
+        self.cfg, self.torch = cfg, torch
+        self.out = Path(cfg.out)
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+
+    def setup(self) -> None:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(f"# resolved config; rerun: python training/finetune.py --config {self.out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
+        release = Path(cfg.data)
+        base = Path(cfg.model)
+        if cfg.model == "tiny":
+            from training.tiny_llava import build, release_texts
+
+            base = self.out / "base"
+            if not (base / "config.json").exists():
+                build(base, release_texts(release))
+        self.base_path = base
+        torch.manual_seed(cfg.seed)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.processor = AutoProcessor.from_pretrained(base, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(base, local_files_only=True, dtype=dtype)
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.target_modules, modules_to_save=cfg.modules_to_save or None)
+        self.model = get_peft_model(model, lora).to(self.device)
+        self.data = GCoTConversations(release, "train")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        warm = max(1, cfg.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.max_steps))))
+        )
+        self.step = 0
+        self.log: list[dict] = []
+
+    def _batch(self, step: int, micro: int) -> dict:
+        cfg = self.cfg
+        rng = random.Random(f"{cfg.seed}:{step}:{micro}")  # the batch is a function of the step: resume sees the same data
+        idx = rng.sample(range(len(self.data)), min(cfg.batch_size, len(self.data)))
+        items = [encode(self.processor, *self.data.item(i), cfg.max_length) for i in idx]
+        return {k: v.to(self.device) for k, v in collate(items, self.processor.tokenizer.pad_token_id).items()}
+
+    def loss(self, batch: dict):
+        from training.masked_head import full_lm_loss, masked_lm_loss
+
+        inner = self.model.get_base_model()  # LoRA layers sit inside it
+        hidden = inner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
+        return (masked_lm_loss if self.cfg.masked_head else full_lm_loss)(hidden, inner.lm_head, batch["labels"])
+
+    def save_checkpoint(self) -> Path:
+        ckpt = self.out / f"checkpoint-{self.step:06d}"
+        self.model.save_pretrained(ckpt)
+        self.torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "log": self.log}, ckpt / "trainer_state.pt")
+        return ckpt
+
+    def resume(self) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        ckpts = sorted(self.out.glob("checkpoint-*"))
+        if not ckpts:
+            raise SystemExit(f"--resume: no checkpoint in {self.out}")
+        ckpt = ckpts[-1]
+        set_peft_model_state_dict(self.model, load_file(ckpt / "adapter_model.safetensors"))
+        state = self.torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.log = state["step"], state["log"]
+        print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
+
+    def train(self) -> None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step")
+        while self.step < cfg.max_steps:
+            t0, tokens, total = time.perf_counter(), 0, 0.0
+            for micro in range(cfg.grad_accum):
+                batch = self._batch(self.step, micro)
+                loss = self.loss(batch) / cfg.grad_accum
+                loss.backward()
+                total += loss.detach().item()
+                tokens += int(batch["attention_mask"].sum())
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            rate = tokens / (time.perf_counter() - t0)
+            self.log.append({"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": rate})
+            bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rate:.0f}")
+            bar.update(1)
+            if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+                self.save_checkpoint()
+        bar.close()
+        self.model.save_pretrained(self.out / "adapter")
+        (self.out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.log))
+        self._plot()
+
+    def _plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        ax.plot([r["step"] for r in self.log], [r["loss"] for r in self.log])
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (answer tokens)")
+        ax.set_title("Fine-tuning loss")
+        fig.tight_layout()
+        fig.savefig(self.out / "loss.png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+
+    def evaluate(self) -> dict | None:
+        """Merge the adapter, run the test split in the GCoT protocols, write the reports."""
+        if not self.cfg.eval_limit:
+            return None
+        from pipeline.evaluation import official, report, strict
+        from pipeline.evaluation.results import read_results
+        from training.gcot_runner import RunConfig, run
+
+        merged = self.out / "merged"
+        self.model.merge_and_unload().save_pretrained(merged)
+        self.processor.save_pretrained(merged)
+        reports = {}
+        for protocol in ("answer-first", "gcot"):
+            path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), protocol=protocol,
+                                 limit=self.cfg.eval_limit, batch_size=8, device=self.device))
+            recs = read_results(path)
+            r = {"model_format": None, **strict.evaluate(recs, bootstrap=200)}
+            try:
+                r["official"] = official.evaluate(recs)
+            except official.OfficialScriptWouldFail as e:
+                r["official"] = {"error": str(e)}
+            report.write(r, self.out / "eval" / protocol)
+            reports[protocol] = r
+        lines = ["| protocol | answer acc. | grounding acc. | consistency | step recall |", "|---|---|---|---|---|"]
+        for p, r in reports.items():
+            steps = r.get("steps") or {}
+            lines.append(f"| {p} | {r['answer_accuracy']:.1f} | {r['grounding_accuracy']:.1f} | {r['consistency'] if r['consistency'] == r['consistency'] else float('nan'):.1f} | {steps.get('recall', float('nan')):.1f} |")
+        (self.out / "eval" / "report.md").write_text("# GCoT evaluation of the fine-tuned model (strict mode)\n\n" + "\n".join(lines) + "\n")
+        return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=None, help="YAML config (training/configs/*.yaml)")
+    ap.add_argument("--data", default=None, help="release folder [config: data]")
+    ap.add_argument("--model", default=None, help="'tiny' or a local checkpoint folder [config: model]")
+    ap.add_argument("--out", default=None, help="run folder [config: out]")
+    ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint (with its resolved config)")
+    ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. max_steps=300 lr=1e-3")
+    a = ap.parse_args(argv)
+    if a.resume and a.out and (Path(a.out) / "config.yaml").exists() and not a.config:
+        a.config = str(Path(a.out) / "config.yaml")
+    cfg = load_config(a.config, a.overrides + [f"{k}={v}" for k, v in (("data", a.data), ("model", a.model), ("out", a.out)) if v])
+    if not (Path(cfg.data) / "llava" / "train.json").exists():
+        raise SystemExit(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
+    recipe = Recipe(cfg)
+    recipe.setup()
+    if a.resume:
+        recipe.resume()
+    recipe.train()
+    first, last = recipe.log[0]["loss"], sum(r["loss"] for r in recipe.log[-10:]) / len(recipe.log[-10:])
+    print(f"loss {first:.3f} -> {last:.3f} (mean of the last 10 steps); adapter: {recipe.out / 'adapter'}")
+    reports = recipe.evaluate()
+    if reports:
+        print((recipe.out / "eval" / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
