@@ -48,6 +48,7 @@ class FinetuneConfig:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     modules_to_save: list[str] = field(default_factory=lambda: ["lm_head", "multi_modal_projector"])  # tiny: random head and projector learn too
     masked_head: bool = True
+    qlora: bool = True  # 4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere
     max_length: int = 384
     save_every: int = 50
     eval_limit: int = 48  # test-split samples evaluated at the end (0 = skip)
@@ -161,10 +162,25 @@ class Recipe:
         torch.manual_seed(cfg.seed)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.processor = AutoProcessor.from_pretrained(base, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(base, local_files_only=True, dtype=dtype)
+        quant = None
+        if cfg.qlora and self.device.startswith("cuda"):
+            try:
+                import bitsandbytes  # noqa: F401
+                from transformers import BitsAndBytesConfig
+
+                quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+            except ImportError:
+                print("qlora: bitsandbytes is not installed; plain LoRA on bf16 weights", file=sys.stderr)
+        model = AutoModelForImageTextToText.from_pretrained(base, local_files_only=True, dtype=dtype, quantization_config=quant)
+        if quant is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, modules_to_save=cfg.modules_to_save or None)
-        self.model = get_peft_model(model, lora).to(self.device)
+        self.model = get_peft_model(model, lora)
+        if quant is None:
+            self.model.to(self.device)
         self.data = GCoTConversations(release, "train")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
