@@ -116,7 +116,10 @@ def encode(processor, image, user_text: str, answer: str, max_length: int) -> di
     ids = enc["input_ids"][0][:max_length]
     labels = ids.clone()
     labels[:n_prompt] = -100
-    return {"input_ids": ids, "labels": labels, "pixel_values": enc["pixel_values"][0]}
+    # the vision inputs as the processor made them: LLaVA's pixel_values [1, 3, H, W]; Qwen2-VL's
+    # flattened patches [n, D] with image_grid_thw [1, 3]; collate concatenates each along dim 0
+    vision = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    return {"input_ids": ids, "labels": labels, "vision": vision}
 
 
 def collate(items: list[dict], pad_id: int) -> dict:
@@ -129,7 +132,8 @@ def collate(items: list[dict], pad_id: int) -> dict:
     for i, x in enumerate(items):
         k = len(x["input_ids"])
         ids[i, :k], labels[i, :k], mask[i, :k] = x["input_ids"], x["labels"], 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "pixel_values": torch.stack([x["pixel_values"] for x in items])}
+    vision = {k: torch.cat([x["vision"][k] for x in items]) for k in items[0]["vision"]}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, **vision}
 
 
 class Recipe:
@@ -202,7 +206,8 @@ class Recipe:
         from training.masked_head import full_lm_loss, masked_lm_loss
 
         inner = self.model.get_base_model()  # LoRA layers sit inside it
-        hidden = inner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        hidden = inner.model(**inputs).last_hidden_state  # [B, T, D]: no logits computed here
         return (masked_lm_loss if self.cfg.masked_head else full_lm_loss)(hidden, inner.lm_head, batch["labels"])
 
     def save_checkpoint(self) -> Path:
