@@ -224,7 +224,10 @@ def pull(release: str | Path, client, out: str | Path, title: str | None = None)
                     new_rejections.append(Rejection("review", ex.id, fails[0][0], f"after review edits: {fails[0][1]}"))
                     summary.rejected += 1
                     continue
-            setattr(summary, "fixed" if new.review.status == "fixed" else "accepted", getattr(summary, "fixed" if new.review.status == "fixed" else "accepted") + 1)
+            if new.review.status == "fixed":
+                summary.fixed += 1
+            else:
+                summary.accepted += 1
             kept.append(new)
         elif reviews:
             r = reviews[-1]

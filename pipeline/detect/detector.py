@@ -20,6 +20,7 @@ from pipeline.detect.offline import prepare
 from pipeline.schema import Box
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "gcot-yolo11n.pt"
+DEFAULT_METRICS = DEFAULT_WEIGHTS.parent / "metrics.json"  # its held-out scores, written by train.py
 
 
 class DetectorError(Exception):

@@ -20,12 +20,10 @@ import shutil
 import time
 from pathlib import Path
 
+from pipeline.detect.detector import DEFAULT_WEIGHTS as WEIGHTS
 from pipeline.detect.offline import prepare
 from pipeline.sources.synthetic import SHAPES, make_scene
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS = WEIGHTS_DIR / "gcot-yolo11n.pt"
-METRICS = WEIGHTS_DIR / "metrics.json"
 TRAIN_SEED, VAL_SEED, HOLDOUT_SEED = 1001, 1002, 1003  # none of them a demo or test seed
 
 log = logging.getLogger(__name__)

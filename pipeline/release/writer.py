@@ -25,6 +25,7 @@ from data_cards.card import render_gcot_card
 from data_cards.stats import compute
 from pipeline import __version__
 from pipeline.detect.crosscheck import review_order
+from pipeline.detect.detector import DEFAULT_METRICS
 from pipeline.release import arrow, llava, mmgcot
 from pipeline.schema import SPLITS, Example, Rejection
 from pipeline.sources.registry import release_file
@@ -116,9 +117,7 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
         "llava_bytes": _dir_bytes(tmp / "llava"),
     }
     n = len(examples)
-    from pipeline.detect.train import METRICS
-
-    shipped = json.loads(METRICS.read_text()) if METRICS.is_file() else None
+    shipped = json.loads(DEFAULT_METRICS.read_text()) if DEFAULT_METRICS.is_file() else None
     if not (stats.get("detector") and shipped and stats["detector"]["model"].startswith(shipped["weights"] + "@")):
         shipped = None
     meta = {
