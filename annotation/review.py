@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from annotation.configs import gcot_review_config
@@ -58,13 +57,7 @@ def _release_examples(release: Path) -> list[Example]:
 
 
 def _image_bytes(release: Path) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for f in sorted((release / "data").glob("*.parquet")):
-        t = pq.read_table(f, columns=["img", "image"])
-        for img, image in zip(t.column("img").to_pylist(), t.column("image").to_pylist()):
-            if image and image.get("bytes") and img not in out:
-                out[img] = image["bytes"]
-    return out
+    return arrow.read_images(sorted((release / "data").glob("*.parquet")))
 
 
 def export_images(release: Path, files_root: Path) -> Path:

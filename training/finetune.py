@@ -82,15 +82,10 @@ class GCoTConversations:
     """The release's LLaVA rows (plain and ``_cot``), with images from its Parquet shards."""
 
     def __init__(self, release: Path, split: str):
-        import pyarrow.parquet as pq
+        from pipeline.release.arrow import read_images
 
         self.rows = json.loads((release / "llava" / f"{split}.json").read_text())
-        self.images: dict[str, bytes] = {}
-        for f in sorted((release / "data").glob(f"{split}-*.parquet")):
-            t = pq.read_table(f, columns=["img", "image"])
-            for img, image in zip(t.column("img").to_pylist(), t.column("image").to_pylist()):
-                if image and image.get("bytes"):
-                    self.images.setdefault(img, image["bytes"])
+        self.images = read_images(sorted((release / "data").glob(f"{split}-*.parquet")))
 
     def __len__(self) -> int:
         return len(self.rows)

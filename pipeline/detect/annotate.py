@@ -25,10 +25,11 @@ def get_detector(weights: str, name_map_json: str = "{}", conf: float = 0.25) ->
 
 def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str | Path) -> str:
     """Detections of every image of a scene-graph shard -> ``<key>.detections.jsonl`` (reused if there)."""
-    from pipeline.steps import load_shard
+    from pipeline.steps import code_digest, load_shard
 
     det = get_detector(weights, json.dumps(name_map, sort_keys=True), conf)
-    key = hashlib.sha256(json.dumps([digest, det.version, sorted(name_map.items()), conf, det.imgsz]).encode()).hexdigest()[:20]
+    # the code digest too: a change to colour measurement or conversion must not reuse old files
+    key = hashlib.sha256(json.dumps([digest, det.version, sorted(name_map.items()), conf, det.imgsz, code_digest()]).encode()).hexdigest()[:20]
     out = Path(out_dir) / f"{key}.detections.jsonl"
     if out.is_file():
         return str(out)

@@ -195,6 +195,17 @@ def write_split(
     return paths
 
 
+def read_images(paths: Iterable[str | Path]) -> dict[str, bytes]:
+    """img path -> image bytes, once per distinct image, from Parquet shards."""
+    out: dict[str, bytes] = {}
+    for f in paths:
+        t = pq.read_table(f, columns=["img", "image"])
+        for img, image in zip(t.column("img").to_pylist(), t.column("image").to_pylist()):
+            if image and image.get("bytes") and img not in out:
+                out[img] = image["bytes"]
+    return out
+
+
 def read_examples(paths: Iterable[str | Path]) -> list[Example]:
     """Examples back from Parquet shards (images not decoded)."""
     ds = datasets.Dataset.from_parquet([str(p) for p in paths], features=FEATURES).cast_column("image", Image(decode=False))
