@@ -22,3 +22,9 @@ def render_gcot_card(release: Path, stats: dict, meta: dict, sizes: dict) -> str
     """Write plots under ``release/plots`` and return the card's text."""
     files = plots.render(stats, release / "plots")
     return _env().get_template("gcot_card.md.j2").render(stats=stats, meta=meta, sizes=sizes, plots=files)
+
+
+def render_longv_card(release: Path, items: list, stats: dict, meta: dict) -> str:
+    """LongV-EVAL card: plots of clips and keyframes under ``release/plots``; returns the text."""
+    files = plots.render_longv(items, release, release / "plots")
+    return _env().get_template("longv_card.md.j2").render(items=items, stats=stats, meta=meta, plots=files)

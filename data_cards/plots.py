@@ -65,3 +65,36 @@ def render(stats: dict, out: Path) -> dict[str, str]:
     ax.set_title("Box sizes")
     files["boxes"] = _save(fig, out / "box_sizes.png")
     return files
+
+
+def render_longv(items: list, release: Path, out: Path) -> dict[str, str]:
+    """A timeline of each video's clips and keyframes, and a contact sheet of the keyframes."""
+    import numpy as np
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    if not items:
+        return files
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(items)))
+    palette = ("#4C72B0", "#DD8452")
+    for row, item in enumerate(items):
+        for k, c in enumerate(item.clips):
+            ax.barh(row, (c.end - c.start + 1) / item.fps, left=c.start / item.fps, color=palette[k % 2], height=0.6)
+            ax.plot([c.keyframe / item.fps], [row], marker="v", color="black", markersize=5)
+    ax.set_yticks(range(len(items)), [i.id for i in items])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (bars: clips; triangles: keyframes)")
+    ax.set_title("Adaptive clips and keyframes per video")
+    files["clips"] = _save(fig, out / "clips.png")
+
+    rows = []
+    for item in items[:12]:
+        thumbs = [np.asarray(Image.open(p).convert("RGB").resize((160, 90))) for p in sorted((release / "keyframes" / item.id).glob("*.jpg"))[:8]]
+        if thumbs:
+            row = np.concatenate(thumbs + [np.full((90, 160, 3), 255, np.uint8)] * (8 - len(thumbs)), axis=1)
+            rows.append(row)
+    if rows:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(out / "keyframes.png", optimize=False)
+        files["keyframes"] = "keyframes.png"
+    return files

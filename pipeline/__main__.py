@@ -58,6 +58,42 @@ def cmd_build(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_longv(a: argparse.Namespace) -> int:
+    from pipeline.detect.detector import DetectorError
+    from pipeline.longv.video import VideoError
+
+    try:
+        name_map = json.loads(a.name_map) if a.name_map else {}
+    except json.JSONDecodeError as e:
+        print(f"error: --name-map is not a JSON object: {e}", file=sys.stderr)
+        return 2
+    kwargs = dict(videos=a.videos, count=a.count, seconds=a.seconds, seed=a.seed, out=a.out, stride=a.stride, detector=a.detector,
+                  name_map=name_map, detector_conf=a.detector_conf, rewriter=a.rewriter, strict=a.strict, work_dir=a.work_dir)
+    try:
+        if a.no_prefect:
+            from pipeline.longv.steps import LongVConfig, run_plain
+
+            s = run_plain(LongVConfig(**kwargs))
+        else:
+            print("build-longv-eval runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
+            from pipeline.flows.build_longv import build_longv_eval
+
+            s = build_longv_eval(**kwargs)
+    except (VideoError, DetectorError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"\nRelease written to {s['release']}")
+    print(f"  videos: {s['videos']} ({s['frames']} frames, {s['clips']} clips), prompts: {s['prompts']} ({s['prompt_words_mean']} words on average)")
+    ok = s["candidates"] == s["videos"] + s["rejected"]
+    print(f"  files {s['candidates']} = released {s['videos']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
+    if s["rejected"]:
+        print("  rejected: " + ", ".join(f"{k} {v}" for k, v in s["rejections_by_rule"].items()) + " (see rejections.jsonl)")
+    return 0
+
+
 def cmd_convert(a: argparse.Namespace) -> int:
     from pipeline.convert import convert
 
@@ -127,6 +163,23 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline", description="gcot-forge: build, convert and serve grounded chain-of-thought data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lv = sub.add_parser("build-longv-eval", help="build a LongV-EVAL release from long videos", description="Videos -> adaptive keyframes (AdaFlow's clip cutting) -> detector + ByteTrack subjects -> caption and three edit prompts (foreground, background, style) -> release in the LongV-EVAL layout with Parquet metadata and a data card.")
+    lv.add_argument("--videos", default="synthetic", help="a folder of videos (.mp4 .mov .m4v .avi .mkv .webm), or 'synthetic' (embedded default: rendered one-minute videos) [default: %(default)s]")
+    lv.add_argument("--count", type=int, default=3, help="synthetic: videos to render [default: %(default)s]")
+    lv.add_argument("--seconds", type=float, default=60.0, help="synthetic: length of each video at 24 fps, 640x360 [default: %(default)s]")
+    lv.add_argument("--seed", type=int, default=0, help="seed of the synthetic videos and of the prompt templates [default: %(default)s]")
+    lv.add_argument("--out", default="releases/longv-demo", help="release folder, replaced atomically [default: %(default)s]")
+    lv.add_argument("--stride", type=int, default=8, help="detect and track on every stride-th frame (keyframe selection sees every frame) [default: %(default)s]")
+    lv.add_argument("--detector", default="default", help="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights [default: %(default)s]")
+    lv.add_argument("--name-map", default=None, help='JSON object renaming detector classes to nouns, e.g. \'{"person": "man"}\'')
+    lv.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
+    lv.add_argument("--rewriter", default="none", help="prompt rewriter (the build-gcot rewriter interface) [default: %(default)s]")
+    lv.add_argument("--work-dir", default=None, help="rendered videos and per-video results [default: <out's parent>/.gcot-work]")
+    lv.add_argument("--strict", action="store_true", help="stop at the first bad video instead of recording it and going on")
+    lv.add_argument("--no-prefect", action="store_true", help="run the steps as plain functions, without Prefect")
+    lv.add_argument("--json", action="store_true", help="print the summary as JSON")
+    lv.set_defaults(func=cmd_build_longv)
 
     b = sub.add_parser("build-gcot", help="build a GCoT release from scene graphs", description="Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards, MM-GCoT JSON, LLaVA conversations, data card).")
     b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects) [default: %(default)s]")

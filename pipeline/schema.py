@@ -211,3 +211,102 @@ class Rejection:
     @property
     def is_example(self) -> bool:
         return self.stage in EXAMPLE_STAGES
+
+
+# --- LongV-EVAL: one record per video -------------------------------------------------------------
+
+EDIT_KINDS: tuple[str, ...] = ("foreground", "background", "style")
+
+
+@dataclass
+class Clip:
+    """A run of frames that AdaFlow's clip cutting keeps together, and its representative keyframe."""
+
+    start: int  # first frame (inclusive)
+    end: int  # last frame (inclusive)
+    keyframe: int
+
+
+@dataclass
+class TrackPoint:
+    frame: int
+    box: Box
+
+
+@dataclass
+class Subject:
+    """One tracked object: the detector's noun, its colour measured from pixels, where it went."""
+
+    track_id: int
+    name: str
+    color: str | None
+    confidence: float  # mean detection confidence over the track
+    points: list[TrackPoint] = field(default_factory=list)  # sampled frames only (the detection stride)
+
+    @property
+    def first(self) -> int:
+        return self.points[0].frame
+
+    @property
+    def last(self) -> int:
+        return self.points[-1].frame
+
+    @property
+    def label(self) -> str:
+        return f"{self.color} {self.name}" if self.color else self.name
+
+
+@dataclass
+class LongVItem:
+    """A LongV-EVAL video: probe facts, clips and keyframes, tracks, caption and the three prompts."""
+
+    id: str  # file stem as released: videos/<id>.mp4
+    video: str  # path inside the release
+    source_file: str  # the input file it came from
+    duration: float  # seconds
+    fps: float
+    frames: int
+    width: int
+    height: int
+    clips: list[Clip]
+    subjects: list[Subject]
+    camera: str  # "static", "pans left", "pans right" (from global motion)
+    caption: str
+    foreground: str
+    background: str
+    style: str
+    style_name: str  # one of the published style list
+    provenance: dict[str, str] = field(default_factory=dict)
+    review: Review = field(default_factory=Review)
+
+    @property
+    def keyframes(self) -> list[int]:
+        return [c.keyframe for c in self.clips]
+
+    def prompt(self, kind: str) -> str:
+        if kind not in EDIT_KINDS:
+            raise ValueError(f"unknown edit kind {kind!r}; one of {EDIT_KINDS}")
+        return getattr(self, kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LongVItem:
+        subjects = [
+            Subject(s["track_id"], s["name"], s.get("color"), float(s["confidence"]), [TrackPoint(int(p["frame"]), tuple(p["box"])) for p in s["points"]])
+            for s in d["subjects"]
+        ]
+        fields = {k: d[k] for k in ("id", "video", "source_file", "frames", "width", "height", "camera", "caption", "style_name") if k in d}
+        return cls(
+            **fields,
+            duration=float(d["duration"]),
+            fps=float(d["fps"]),
+            clips=[Clip(**c) for c in d["clips"]],
+            subjects=subjects,
+            foreground=d["foreground"],
+            background=d["background"],
+            style=d["style"],
+            provenance=dict(d.get("provenance") or {}),
+            review=Review(**(d.get("review") or {})),
+        )

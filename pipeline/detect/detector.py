@@ -81,16 +81,24 @@ class Detector:
         out = []
         boxes = result.boxes
         for (x1, y1, x2, y2), c, k in zip(boxes.xyxyn.tolist(), boxes.conf.tolist(), boxes.cls.tolist()):
-            label = self.names[int(k)]
-            name = self.name_map.get(label.lower(), label.lower())
+            name, label = self.noun(k)
             out.append(Detection(name, label, round(float(c), 4), (round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4))))
         return sorted(out, key=lambda d: (-d.confidence, d.box))
+
+    def results(self, images: Sequence) -> Iterator:
+        """Ultralytics' own Results of each image (paths or BGR arrays), in order, ``batch`` a pass."""
+        yield from self.model.predict(list(images), imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device, batch=self.batch, stream=True, verbose=False)
 
     def stream(self, images: Sequence) -> Iterator[tuple[list[Detection], np.ndarray]]:
         """(detections, RGB pixels) of each image, in order; Ultralytics batches ``batch`` images a
         forward pass and hands back the pixels it read, so nothing is decoded twice."""
-        for r in self.model.predict(list(images), imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device, batch=self.batch, stream=True, verbose=False):
+        for r in self.results(images):
             yield self._convert(r), r.orig_img[..., ::-1]
+
+    def noun(self, cls: int) -> tuple[str, str]:
+        """(scene-graph noun, detector label) of a class index."""
+        label = self.names[int(cls)]
+        return self.name_map.get(label.lower(), label.lower()), label
 
     def predict(self, images: Sequence) -> list[list[Detection]]:
         return [d for d, _ in self.stream(images)]

@@ -1,0 +1,1 @@
+"""LongV-EVAL: long videos -> adaptive keyframes -> tracks -> three edit prompts -> review -> release."""

@@ -1,0 +1,246 @@
+"""The build-longv-eval steps as plain functions; the Prefect flow only wires these.
+
+discover (videos folder, or the synthetic default rendered into the work folder; bad files
+recorded) -> process_video (one pass: keyframe clip cutting on every frame, detection + tracking
+every `stride`-th frame, camera motion; then caption and prompts; results written to files keyed
+by the video's bytes, the parameters and the code) -> release (atomic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+from threadpoolctl import threadpool_limits
+
+from pipeline.chains.rewriter import get_rewriter
+from pipeline.longv import prompts
+from pipeline.longv.keyframes import ClipCutter
+from pipeline.longv.synthetic import VideoSpec, write_synthetic_videos
+from pipeline.longv.tracks import GlobalMotion, SubjectTracker
+from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError, frames, probe, read_frames
+from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
+from pipeline.steps import code_digest
+
+log = logging.getLogger(__name__)
+KEYFRAME_WIDTH = 320  # keyframe JPEGs in the release (for review and the card)
+
+
+@dataclass
+class LongVConfig:
+    videos: str = "synthetic"  # a folder of videos, or "synthetic" (the embedded default)
+    count: int = 3  # synthetic: videos to render
+    seconds: float = 60.0  # synthetic: length of each
+    seed: int = 0
+    out: str = "releases/longv-demo"
+    work_dir: str | None = None  # rendered videos and per-video results; default <out parent>/.gcot-work
+    stride: int = 8  # detect on every stride-th frame (3 a second at 24 fps)
+    detector: str = "default"  # "default" (the shipped weights) or a path to Ultralytics weights
+    name_map: dict[str, str] = field(default_factory=dict)
+    detector_conf: float = 0.25
+    rewriter: str = "none"
+    strict: bool = False  # stop at the first bad video instead of recording it
+
+    def work_path(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
+
+    def results_dir(self) -> Path:
+        return self.work_path() / "longv_results"
+
+    def weights(self) -> str:
+        from pipeline.detect.detector import DEFAULT_WEIGHTS
+
+        return str(DEFAULT_WEIGHTS) if self.detector == "default" else self.detector
+
+    def params(self) -> dict:
+        """What a video's result depends on besides its bytes and the code."""
+        from pipeline.detect.detector import file_digest
+
+        w = Path(self.weights())
+        return {
+            "seed": self.seed, "stride": self.stride, "detector": f"{w.name}@{file_digest(w)}" if w.is_file() else str(w),
+            "name_map": dict(sorted(self.name_map.items())), "conf": self.detector_conf, "rewriter": self.rewriter,
+        }
+
+
+@dataclass
+class Discovered:
+    folder: str
+    videos: list[str]  # paths that look like videos, in name order
+    ids: list[str]
+    rejections: list[Rejection]
+    truth: str | None = None  # synthetic: the ground-truth folder
+
+
+@dataclass
+class VideoResult:
+    """One video's outcome on disk: the item (JSON) and its keyframe JPEGs, or a rejection."""
+
+    key: str
+    id: str
+    source: str
+    item_file: str | None = None
+    rejection: dict | None = None
+
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def video_id(path: Path) -> str:
+    return _SAFE_ID.sub("_", path.stem).strip("_") or hashlib.sha256(path.name.encode()).hexdigest()[:10]
+
+
+def discover(cfg: LongVConfig) -> Discovered:
+    """The videos to process; files that are not videos or whose id repeats are recorded, not fatal."""
+    truth = None
+    if cfg.videos == "synthetic":
+        root = write_synthetic_videos(cfg.work_path() / f"longv-synthetic-s{cfg.seed}-n{cfg.count}-t{cfg.seconds:g}", cfg.count, cfg.seed, VideoSpec(seconds=cfg.seconds))
+        folder, truth = root / "videos", str(root / "truth")
+    else:
+        folder = Path(cfg.videos)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder of videos")
+    videos, ids, rejections, seen = [], [], [], {}
+    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if path.is_dir():
+            continue
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            r = Rejection("source", path.name, "not_a_video", f"extension {path.suffix or '(none)'!r} is not a video's ({', '.join(VIDEO_EXTENSIONS)})", str(path))
+        elif (vid := video_id(path)) in seen:
+            r = Rejection("source", path.name, "duplicate_id", f"id {vid!r} is already taken by {seen[vid]}", str(path))
+        else:
+            seen[vid] = path.name
+            videos.append(str(path))
+            ids.append(vid)
+            continue
+        if cfg.strict:
+            raise VideoError(path, r.rule, r.detail)
+        log.warning("%s: %s (skipped)", path, r.detail)
+        rejections.append(r)
+    return Discovered(str(folder), videos, ids, rejections, truth)
+
+
+def result_key(path: str | Path, params: dict, code: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(code.encode())
+    return h.hexdigest()[:24]
+
+
+def result_done(out_dir: str | Path, key: str) -> bool:
+    return (Path(out_dir) / f"{key}.json").is_file()
+
+
+def analyse(path: str | Path, vid: str, cfg: LongVConfig, detector) -> tuple[LongVItem, dict[int, bytes]]:
+    """One decoding pass over the video; returns the item and its keyframes as JPEG bytes."""
+    info = probe(path)
+    cutter = ClipCutter(info.width, info.height)
+    tracker, motion = SubjectTracker(detector), GlobalMotion()
+    batch: list = []
+    n = 0
+    # numpy's BLAS on one thread: a 576 x 48 matmul a frame gains nothing from threads and they
+    # contend with the detector's (torch keeps its own pool)
+    with threadpool_limits(1, "blas"):
+        for i, bgr in frames(path):
+            cutter.push(i, bgr)
+            n = i + 1
+            if i % cfg.stride == 0:
+                motion.feed(i, bgr)
+                batch.append((i, bgr))
+                if len(batch) >= detector.batch:
+                    tracker.feed(batch)
+                    batch = []
+        tracker.feed(batch)
+    if n == 0:
+        raise VideoError(path, "no_frames", "no frame decodes (zero frames)")
+    clips = cutter.clips()
+    subjects = tracker.subjects()
+    camera = motion.camera(clips, n)
+    keyframes = read_frames(path, [c.keyframe for c in clips])
+    bg = prompts.background_colour([f[..., ::-1] for f in keyframes.values()])
+    drafted = prompts.draft(vid, cfg.seed, subjects, bg)
+    item = LongVItem(
+        id=vid, video=f"videos/{vid}.mp4", source_file=Path(path).name, duration=round(n / info.fps, 3), fps=round(info.fps, 3),
+        frames=n, width=info.width, height=info.height, clips=clips, subjects=subjects, camera=camera,
+        caption=prompts.caption(subjects, bg, camera, len(clips)), **drafted,
+        provenance={"drafted_by": detector.version, "stride": str(cfg.stride), "keyframes": "adaflow-greedy-cut/patch-colour-48"},
+    )
+    if not subjects:
+        item.provenance["note"] = "no subject detected: generic prompts, review first"
+    rewriter = get_rewriter(cfg.rewriter)
+    if rewriter.name != "none":
+        for kind in EDIT_KINDS:
+            setattr(item, kind, rewriter.rewrite(item.prompt(kind), item).strip())
+        item.provenance["rewriter"] = rewriter.name
+    jpegs = {}
+    for k, bgr in keyframes.items():
+        h, w = bgr.shape[:2]
+        small = cv2.resize(bgr, (KEYFRAME_WIDTH, max(1, round(KEYFRAME_WIDTH * h / w))), interpolation=cv2.INTER_AREA)
+        jpegs[k] = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 88])[1].tobytes()
+    return item, jpegs
+
+
+def process_video(path: str, vid: str, cfg: LongVConfig, out_dir: str, code: str, detector=None) -> VideoResult:
+    """Analyse one video into ``out_dir/<key>.json`` (+ ``<key>/<frame>.jpg``); a bad video gives a
+    rejection (or raises, when strict). A finished key is read, not redone."""
+    key = result_key(path, cfg.params(), code)
+    out = Path(out_dir)
+    item_file = out / f"{key}.json"
+    if item_file.is_file():
+        return VideoResult(key, vid, path, item_file=str(item_file))
+    try:
+        if detector is None:
+            from pipeline.detect.detector import Detector
+
+            detector = Detector(cfg.weights(), name_map=cfg.name_map, conf=cfg.detector_conf)
+        item, jpegs = analyse(path, vid, cfg, detector)
+    except (VideoError, cv2.error) as e:
+        rule, detail = (e.rule, e.detail) if isinstance(e, VideoError) else ("unreadable_video", f"OpenCV: {e}")
+        if cfg.strict:
+            raise
+        log.warning("%s: %s (skipped)", path, detail)
+        return VideoResult(key, vid, path, rejection=Rejection("source", Path(path).name, rule, detail, path).to_dict())
+    failures = prompts.prompt_failures(item)
+    if failures:
+        return VideoResult(key, vid, path, rejection=Rejection("verify", vid, failures[0][0], failures[0][1], path).to_dict())
+    kdir = out / key
+    kdir.mkdir(parents=True, exist_ok=True)
+    for k, data in jpegs.items():
+        (kdir / f"{k:06d}.jpg").write_bytes(data)
+    tmp = item_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(item.to_dict(), sort_keys=True))
+    tmp.rename(item_file)  # the marker: a result exists only once it is whole
+    return VideoResult(key, vid, path, item_file=str(item_file))
+
+
+def load_result(r: VideoResult) -> tuple[LongVItem | None, Rejection | None, dict[int, bytes]]:
+    if r.rejection:
+        return None, Rejection(**r.rejection), {}
+    item = LongVItem.from_dict(json.loads(Path(r.item_file).read_text()))
+    kdir = Path(r.item_file).with_suffix("")
+    return item, None, {int(p.stem): p.read_bytes() for p in sorted(kdir.glob("*.jpg"))}
+
+
+def run_plain(cfg: LongVConfig) -> dict:
+    """The whole build without Prefect (tests, benchmarks, `--no-prefect`)."""
+    from pipeline.detect.detector import Detector
+    from pipeline.longv.release import write_release
+
+    found = discover(cfg)
+    out_dir = str(cfg.results_dir())
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    detector = Detector(cfg.weights(), name_map=cfg.name_map, conf=cfg.detector_conf) if found.videos else None
+    results = [process_video(p, v, cfg, out_dir, code_digest(), detector) for p, v in zip(found.videos, found.ids)]
+    return write_release(cfg, found, results)
+
+
+def config_dict(cfg: LongVConfig) -> dict:
+    return asdict(cfg)
