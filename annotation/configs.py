@@ -45,21 +45,22 @@ def gcot_review_config(max_steps: int = MAX_STEPS) -> str:
 
 
 def longv_review_config() -> str:
+    """LongV-EVAL: the video, its drafted caption, and the three edit prompts as editable text."""
     return """<View>
-  <Header value="Check the three edit prompts of this video"/>
+  <Header value="Check the three edit prompts of this video: one sentence each, at most 15 words"/>
   <Video name="video" value="$video"/>
-  <Header value="Caption" size="6"/>
+  <Header value="What the detector and tracker saw" size="6"/>
   <Text name="caption" value="$caption"/>
-  <Header value="Foreground edit prompt" size="6"/>
+  <Header value="Foreground edit prompt (the main subject changed)" size="6"/>
   <TextArea name="foreground" toName="video" editable="true" rows="1" maxSubmissions="1"/>
-  <Header value="Background edit prompt" size="6"/>
+  <Header value="Background edit prompt (the scene changed)" size="6"/>
   <TextArea name="background" toName="video" editable="true" rows="1" maxSubmissions="1"/>
-  <Header value="Style edit prompt" size="6"/>
+  <Header value="Style edit prompt ($style_name)" size="6"/>
   <TextArea name="style" toName="video" editable="true" rows="1" maxSubmissions="1"/>
   <Choices name="verdict" toName="video" choice="single-radio" required="true">
-    <Choice value="accept"/>
-    <Choice value="fixed"/>
-    <Choice value="reject"/>
+    <Choice value="accept" hint="all three prompts are right as they are"/>
+    <Choice value="fixed" hint="I corrected a prompt"/>
+    <Choice value="reject" hint="the video cannot be used"/>
   </Choices>
-  <TextArea name="comment" toName="video" rows="2"/>
+  <TextArea name="comment" toName="video" rows="2" placeholder="comment (say why when rejecting)"/>
 </View>"""

@@ -62,8 +62,7 @@ def _image_bytes(release: Path) -> dict[str, bytes]:
 
 def export_images(release: Path, files_root: Path) -> Path:
     """Distinct images of the release as files under the served folder; returns their folder."""
-    # the release's name plus a digest of where it lives: two releases called "demo" do not collide
-    folder = files_root / f"{release.resolve().name}-{hashlib.sha256(str(release.resolve()).encode()).hexdigest()[:8]}"
+    folder = served_folder(release, files_root)
     for img, data in _image_bytes(release).items():
         path = folder / img
         if not path.is_file():
@@ -72,16 +71,22 @@ def export_images(release: Path, files_root: Path) -> Path:
     return folder
 
 
-def get_project(client, title: str, create: bool = True):
+def get_project(client, title: str, create: bool = True, label_config: str | None = None, description: str = "Grounded chain-of-thought review (gcot-forge)"):
     for p in client.projects.list():
         if p.title == title:
             return p
     if not create:
         raise LookupError(f"no Label Studio project titled {title!r}; push the release first")
-    return client.projects.create(title=title, label_config=gcot_review_config(), description="Grounded chain-of-thought review (gcot-forge)")
+    return client.projects.create(title=title, label_config=label_config or gcot_review_config(), description=description)
 
 
-def _ensure_storage(client, project_id: int, folder: Path) -> None:
+def served_folder(release: Path, files_root: Path) -> Path:
+    """Where a release's media live under the served folder: its name plus a digest of where it
+    lives, so two releases called "demo" do not collide."""
+    return files_root / f"{release.resolve().name}-{hashlib.sha256(str(release.resolve()).encode()).hexdigest()[:8]}"
+
+
+def ensure_storage(client, project_id: int, folder: Path) -> None:
     if not any(Path(s.path).resolve() == folder.resolve() for s in client.import_storage.local.list(project=project_id)):
         client.import_storage.local.create(project=project_id, path=str(folder), use_blob_urls=True, title=folder.name)
 
@@ -107,6 +112,25 @@ def existing_ids(client, project_id: int) -> dict[str, int]:
     return {t["data"]["example_id"]: t["id"] for t in export_tasks(client, project_id) if "example_id" in (t.get("data") or {})}
 
 
+def import_in_batches(client, project_id: int, tasks: list[dict], batch: int = PUSH_BATCH) -> int:
+    """Import tasks ``batch`` a request; a server that stops answering gives `PushInterrupted`
+    saying how far it got (the tasks of finished requests stay: the next push adds the rest)."""
+    pushed = 0
+    with tqdm(total=len(tasks), desc="push tasks", unit="task") as bar:
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start : start + batch]
+            try:
+                client.projects.import_tasks(id=project_id, request=chunk, commit_to_project=True)
+            except (httpx.TransportError, OSError) as e:
+                raise PushInterrupted(
+                    f"Label Studio stopped answering after {pushed} of {len(tasks)} new tasks ({type(e).__name__}); "
+                    "push again to add the rest: tasks already there are not pushed twice"
+                ) from e
+            pushed += len(chunk)
+            bar.update(len(chunk))
+    return pushed
+
+
 @dataclass
 class PushSummary:
     project_id: int
@@ -116,31 +140,27 @@ class PushSummary:
     already: int  # tasks that were there before
 
 
+def is_longv(release: str | Path) -> bool:
+    return (Path(release) / "data" / "longv-eval.parquet").is_file()
+
+
 def push(release: str | Path, client, files_root: str | Path, title: str | None = None, batch: int = PUSH_BATCH) -> PushSummary:
     release = Path(release)
+    if is_longv(release):
+        from annotation.longv_review import push as push_longv
+
+        return push_longv(release, client, files_root, title, batch)
     examples = review_order(_release_examples(release))
     folder = export_images(release, Path(files_root))
     project = get_project(client, title or project_title(release))
-    _ensure_storage(client, project.id, folder)
+    ensure_storage(client, project.id, folder)
     done = existing_ids(client, project.id)
     todo = [e for e in examples if e.id not in done]
     detectors = sorted({e.detector.model for e in examples if e.detector})
     version = f"gcot-forge-{__version__}" + (f"+{detectors[0]}" if detectors else "")
     prefix = f"{folder.name}/"
-    pushed = 0
-    with tqdm(total=len(todo), desc="push tasks", unit="task") as bar:
-        for start in range(0, len(todo), batch):
-            chunk = todo[start : start + batch]
-            tasks = [task_for(e, f"/data/local-files/?d={prefix}{e.image}", version) for e in chunk]
-            try:
-                client.projects.import_tasks(id=project.id, request=tasks, commit_to_project=True)
-            except (httpx.TransportError, OSError) as e:
-                raise PushInterrupted(
-                    f"Label Studio stopped answering after {pushed} of {len(todo)} new tasks ({type(e).__name__}); "
-                    "push again to add the rest: tasks already there are not pushed twice"
-                ) from e
-            pushed += len(chunk)
-            bar.update(len(chunk))
+    tasks = [task_for(e, f"/data/local-files/?d={prefix}{e.image}", version) for e in todo]
+    pushed = import_in_batches(client, project.id, tasks, batch)
     return PushSummary(project.id, f"{client._client_wrapper.get_base_url()}/projects/{project.id}", len(examples), pushed, len(done))
 
 
@@ -174,6 +194,10 @@ def _agreement(reviews: list) -> dict:
 
 def pull(release: str | Path, client, out: str | Path, title: str | None = None) -> PullSummary:
     release, out = Path(release), Path(out)
+    if is_longv(release):
+        from annotation.longv_review import pull as pull_longv
+
+        return pull_longv(release, client, out, title)
     examples = _release_examples(release)
     project = get_project(client, title or project_title(release), create=False)
     users = {u.id: u.email or u.username for u in client.users.list()}

@@ -239,3 +239,47 @@ def test_both_labeling_configs_are_accepted_by_label_studio(server):
     for title, xml in (("config check gcot", gcot_review_config()), ("config check longv", longv_review_config())):
         p = client.projects.create(title=title, label_config=xml)
         assert client.projects.get(id=p.id).label_config.strip() == xml.strip()
+
+
+@pytest.fixture(scope="module")
+def longv_release(tmp_path_factory):
+    from pipeline.longv.steps import LongVConfig
+    from pipeline.longv.steps import run_plain as run_longv
+
+    out = tmp_path_factory.mktemp("longv") / "rel"
+    run_longv(LongVConfig(videos="synthetic", count=2, seconds=6, seed=2, out=str(out), work_dir=str(out.parent / "work")))
+    return out
+
+
+def test_longv_review_round_trip(server, longv_release, tmp_path):
+    from pipeline.longv.release import read_items, read_prompt_file
+
+    client = server.client()
+    items = {i.id: i for i in read_items(longv_release)}
+    s = push(longv_release, client, server.files_root)
+    assert (s.examples, s.pushed, s.already) == (2, 2, 0)
+    again = push(longv_release, client, server.files_root)
+    assert (again.pushed, again.already) == (0, 2)  # idempotent
+    tasks = tasks_by_example(client, s.project_id)
+    fixed_id, rejected_id = sorted(items)
+    pre = {r["from_name"]: r["value"]["text"][0] for r in prediction(tasks[fixed_id])}
+    assert pre == {k: getattr(items[fixed_id], k) for k in ("foreground", "background", "style")}  # pre-filled
+    assert tasks[fixed_id].data["video"].endswith(f"videos/{fixed_id}.mp4")
+    edited = "A silver fox trots left across the frame."
+    res = [r if r["from_name"] != "foreground" else {**r, "value": {"text": [f'"{edited}"']}} for r in prediction(tasks[fixed_id])]
+    client.annotations.create(id=tasks[fixed_id].id, result=res + [{"id": "v", "from_name": "verdict", "to_name": "video", "type": "choices", "value": {"choices": ["fixed"]}}])
+    client.annotations.create(id=tasks[rejected_id].id, result=[
+        {"id": "v", "from_name": "verdict", "to_name": "video", "type": "choices", "value": {"choices": ["reject"]}},
+        {"id": "c", "from_name": "comment", "to_name": "video", "type": "textarea", "value": {"text": ["the cast is mislabelled"]}},
+    ])
+    p = pull(longv_release, client, tmp_path / "reviewed")
+    assert (p.accepted, p.fixed, p.rejected, p.open) == (0, 1, 1, 0) and p.reconciles
+    out = tmp_path / "reviewed"
+    (after,) = read_items(out)
+    assert after.id == fixed_id and after.foreground == edited and after.review.status == "fixed"
+    assert after.review.reviewer == server.credentials.username and after.provenance["review_changes"] == "foreground"
+    assert read_prompt_file(out / "foreground" / f"{fixed_id}.txt") == edited
+    assert after.background == items[fixed_id].background  # untouched prompts stay
+    assert not (out / "videos" / f"{rejected_id}.mp4").exists() and (out / "videos" / f"{fixed_id}.mp4").is_file()
+    rej = [json.loads(line) for line in (out / "rejections.jsonl").read_text().splitlines()]
+    assert any(r["id"] == rejected_id and r["rule"] == "rejected_by_reviewer" and "mislabelled" in r["detail"] for r in rej)

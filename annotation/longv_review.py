@@ -1,0 +1,167 @@
+"""LongV-EVAL review in Label Studio: push a release's videos with their drafted prompts, pull the
+reviewed prompts back into a new release.
+
+The same rules as GCoT review (`annotation.review`): push is idempotent by video id and pre-fills
+the three prompts as a prediction; on pull the latest accept/fixed annotation wins, otherwise a
+reject rejects the video with the reviewer's reason, otherwise the video is still open. Edited
+prompts are re-checked (one line, at most 15 words, the style named); counts reconcile:
+pushed = accepted + fixed + rejected + open.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from pathlib import Path
+
+from annotation.configs import longv_review_config
+from annotation.review import (
+    PUSH_BATCH,
+    PullSummary,
+    PushSummary,
+    ensure_storage,
+    existing_ids,
+    export_tasks,
+    get_project,
+    import_in_batches,
+    served_folder,
+)
+from pipeline import __version__
+from pipeline.longv import prompts
+from pipeline.longv.release import fill, read_items
+from pipeline.release.writer import write_atomically
+from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
+
+log = logging.getLogger(__name__)
+
+
+def project_title(release: Path) -> str:
+    return f"LongV-EVAL review: {release.resolve().name}"
+
+
+def review_order(items: list[LongVItem]) -> list[LongVItem]:
+    """Videos with no detected subject first (generic prompts), then the least confident tracks."""
+    return sorted(items, key=lambda i: (bool(i.subjects), i.subjects[0].confidence if i.subjects else 0.0, i.id))
+
+
+def task_for(item: LongVItem, video_url: str, model_version: str) -> dict:
+    result = [
+        {"id": kind, "from_name": kind, "to_name": "video", "type": "textarea", "value": {"text": [item.prompt(kind)]}}
+        for kind in EDIT_KINDS
+    ]
+    data = {"video": video_url, "example_id": item.id, "caption": item.caption, "style_name": item.style_name, "camera": item.camera}
+    return {"data": data, "predictions": [{"model_version": model_version, "result": result}]}
+
+
+def push(release: Path, client, files_root: str | Path, title: str | None = None, batch: int = PUSH_BATCH) -> PushSummary:
+    items = review_order(read_items(release))
+    folder = served_folder(release, Path(files_root))
+    for item in items:
+        dst = folder / item.video
+        if not dst.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(release / item.video, dst)
+    project = get_project(client, title or project_title(release), label_config=longv_review_config(), description="LongV-EVAL edit-prompt review (gcot-forge)")
+    ensure_storage(client, project.id, folder)
+    done = existing_ids(client, project.id)
+    todo = [i for i in items if i.id not in done]
+    version = f"gcot-forge-{__version__}"
+    tasks = [task_for(i, f"/data/local-files/?d={folder.name}/{i.video}", version) for i in todo]
+    pushed = import_in_batches(client, project.id, tasks, batch)
+    return PushSummary(project.id, f"{client._client_wrapper.get_base_url()}/projects/{project.id}", len(items), pushed, len(done))
+
+
+def _texts(result: list[dict], name: str) -> list[str]:
+    return [t for r in result if r.get("from_name") == name for t in (r.get("value") or {}).get("text", []) if isinstance(t, str)]
+
+
+def read_review(item: LongVItem, annotation: dict, reviewer) -> tuple[str | None, LongVItem, list[str], str | None]:
+    """(verdict, the item as the annotator left it, what changed, comment)."""
+    result = annotation.get("result")
+    if not isinstance(result, list):
+        raise ValueError("annotation without a result list")
+    new = copy.deepcopy(item)
+    changed = []
+    for kind in EDIT_KINDS:
+        texts = [t.strip().strip('"').strip() for t in _texts(result, kind)]
+        if texts and texts[-1] and texts[-1] != item.prompt(kind):
+            setattr(new, kind, texts[-1])
+            changed.append(kind)
+    verdicts = [c for r in result if r.get("from_name") == "verdict" for c in (r.get("value") or {}).get("choices", [])]
+    verdict = verdicts[-1] if verdicts else None
+    if verdict is not None and verdict not in ("accept", "fixed", "reject"):
+        raise ValueError(f"unknown verdict {verdict!r}")
+    comments = _texts(result, "comment")
+    new.review.reviewer = str(reviewer) if reviewer is not None else None
+    new.review.reviewed_at = annotation.get("updated_at") or annotation.get("created_at")
+    new.review.comment = comments[-1] if comments else None
+    return verdict, new, changed, new.review.comment
+
+
+def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
+    items = read_items(release)
+    project = get_project(client, title or project_title(release), create=False)
+    users = {u.id: u.email or u.username for u in client.users.list()}
+    tasks = {t["data"].get("example_id"): t for t in export_tasks(client, project.id) if t.get("data")}
+    summary = PullSummary(str(out), pushed=sum(1 for i in items if i.id in tasks))
+    kept, new_rejections = [], []
+    for item in items:
+        task = tasks.get(item.id)
+        if task is None:
+            kept.append(item)
+            continue
+        reviews = []
+        for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
+            if ann.get("was_cancelled"):
+                continue
+            try:
+                r = read_review(item, ann, users.get(ann.get("completed_by"), ann.get("completed_by")))
+            except ValueError as e:
+                summary.malformed.append({"task": task["id"], "example": item.id, "annotation": ann.get("id"), "reason": str(e)})
+                continue
+            if r[0]:
+                reviews.append(r)
+        accepted = [r for r in reviews if r[0] in ("accept", "fixed")]
+        if accepted:
+            verdict, new, changed, _ = accepted[-1]  # the latest accepted annotation wins
+            new.review.status = "fixed" if (verdict == "fixed" or changed) else "accepted"
+            if changed:
+                new.provenance["review_changes"] = ", ".join(changed)
+                fails = prompts.prompt_failures(new)
+                if fails:
+                    new_rejections.append(Rejection("review", item.id, fails[0][0], f"after review edits: {fails[0][1]}"))
+                    summary.rejected += 1
+                    continue
+            summary.fixed += new.review.status == "fixed"
+            summary.accepted += new.review.status == "accepted"
+            kept.append(new)
+        elif reviews:
+            _, new, _, comment = reviews[-1]
+            new_rejections.append(Rejection("review", item.id, "rejected_by_reviewer", f"{new.review.reviewer or 'a reviewer'}: {comment or 'no reason given'}"))
+            summary.rejected += 1
+        else:
+            summary.open += 1
+            kept.append(item)
+    _write(release, out, kept, new_rejections, summary)
+    return summary
+
+
+def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: list[Rejection], summary: PullSummary) -> None:
+    import json
+
+    old = [Rejection(**json.loads(line)) for line in (release / "rejections.jsonl").read_text().splitlines() if line]
+    sources = {i.id: release / i.video for i in items}
+    keyframes = {i.id: {int(p.stem): p.read_bytes() for p in sorted((release / "keyframes" / i.id).glob("*.jpg"))} for i in items}
+    meta = {
+        "name": f"LongV-EVAL release ({release.name}, reviewed: {summary.accepted} accepted, {summary.fixed} fixed, {summary.rejected} rejected)",
+        "source": f"review of {release.name}",
+        "seed": "-",
+        "command": f"python -m annotation pull --release {release.name} --out {out.name}",
+    }
+
+    def _fill(tmp: Path) -> None:
+        fill(tmp, items, sources, keyframes, old + new_rejections, meta)
+        (tmp / "review_report.json").write_text(json.dumps({**summary.__dict__, "reconciles": summary.reconciles}, indent=2, sort_keys=True))
+
+    write_atomically(out, _fill)
