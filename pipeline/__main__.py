@@ -94,6 +94,38 @@ def cmd_build_longv(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_longv_metrics(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.longv.metrics import load_backbone, video_consistency
+    from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError
+
+    paths = []
+    for v in a.videos:
+        p = Path(v)
+        paths += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS) if p.is_dir() else [p]
+    try:
+        sc = load_backbone(a.sc_backbone)
+        oc = sc if a.oc_backbone == a.sc_backbone else load_backbone(a.oc_backbone)
+        rows = [video_consistency(p, sc, oc, a.every, a.max_frames).__dict__ for p in paths]
+    except (VideoError, ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print("error: no videos given", file=sys.stderr)
+        return 2
+    summary = {"videos": rows, "mean_sc": sum(r["sc"] for r in rows) / len(rows), "mean_oc": sum(r["oc"] for r in rows) / len(rows), "comparable_to_published": all(r["comparable"] for r in rows)}
+    if a.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['video']}: SC {r['sc']:.4f} ({r['sc_backbone']})  OC {r['oc']:.4f} ({r['oc_backbone']})  frames {r['frames_used']}")
+    print(f"mean: SC {summary['mean_sc']:.4f}  OC {summary['mean_oc']:.4f}")
+    if not summary["comparable_to_published"]:
+        print("note: an offline default backbone was used; these numbers are not comparable to the published CLIP/DINO values")
+    return 0
+
+
 def cmd_convert(a: argparse.Namespace) -> int:
     from pipeline.convert import convert
 
@@ -180,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--no-prefect", action="store_true", help="run the steps as plain functions, without Prefect")
     lv.add_argument("--json", action="store_true", help="print the summary as JSON")
     lv.set_defaults(func=cmd_build_longv)
+
+    m = sub.add_parser("longv-metrics", help="consistency metrics (SC, OC) of videos, e.g. edited LongV-EVAL videos", description="Semantic consistency (mean cosine of adjacent frames' CLIP image embeddings) and object consistency (the same over DINO CLS features) of each video. Backbones come from local checkpoints; the offline default 'pixels' is not comparable to published numbers.")
+    m.add_argument("videos", nargs="+", help="video files or folders of videos")
+    m.add_argument("--sc-backbone", default="pixels", help="clip:PATH (local CLIP checkpoint) or pixels [default: %(default)s]")
+    m.add_argument("--oc-backbone", default="pixels", help="dino:PATH (local DINO/DINOv2 checkpoint) or pixels [default: %(default)s]")
+    m.add_argument("--every", type=int, default=1, help="use every n-th frame [default: %(default)s, all frames]")
+    m.add_argument("--max-frames", type=int, default=None, help="at most this many frames a video")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=cmd_longv_metrics)
 
     b = sub.add_parser("build-gcot", help="build a GCoT release from scene graphs", description="Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards, MM-GCoT JSON, LLaVA conversations, data card).")
     b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects) [default: %(default)s]")

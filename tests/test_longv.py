@@ -187,3 +187,45 @@ def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "longv_results").glob("*.json")}
     s2 = build_longv_eval(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"))
     assert s2 == s and {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def _tiny_clip(path: Path) -> Path:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    import torch
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def test_consistency_metrics_by_hand(tmp_path):
+    from pipeline.longv import metrics
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 255, (36, 64, 3), dtype=np.uint8) for _ in range(2))
+    write_video(tmp_path / "still.mp4", (a.copy() for _ in range(6)), 24, (64, 36))
+    write_video(tmp_path / "flicker.mp4", (a if i % 2 == 0 else b for i in range(6)), 24, (64, 36))
+    px = metrics.PixelBackbone()
+    assert metrics.video_consistency(tmp_path / "still.mp4", px, px).sc == pytest.approx(1.0, abs=1e-5)
+    # flicker: every adjacent pair is (a, b): SC is the cosine of the two decoded frames' embeddings
+    from pipeline.longv.video import frames
+
+    decoded = [f[..., ::-1].copy() for _, f in frames(tmp_path / "flicker.mp4")]
+    e = px.embed(decoded)
+    direct = np.mean([float(e[i] @ e[i + 1]) for i in range(5)])
+    r = metrics.video_consistency(tmp_path / "flicker.mp4", px, px)
+    assert r.sc == pytest.approx(direct, abs=1e-6) and r.sc < 0.99 and not r.comparable
+
+    clip = metrics.load_backbone(f"clip:{_tiny_clip(tmp_path / 'clip')}")
+    emb = clip.embed(decoded)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    r = metrics.video_consistency(tmp_path / "flicker.mp4", clip, px)
+    assert r.sc == pytest.approx(np.mean([float(emb[i] @ emb[i + 1]) for i in range(5)]), abs=1e-5)
+    assert r.sc_backbone == "clip:clip" and not r.comparable  # OC still came from the offline default
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        metrics.load_backbone("dino:/no/such/checkpoint")
+    with pytest.raises(ValueError, match="pixels"):
+        metrics.load_backbone("resnet")
