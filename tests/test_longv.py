@@ -190,9 +190,8 @@ def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path)
 
 
 def _tiny_clip(path: Path) -> Path:
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
     import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16)
