@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
+.PHONY: longv finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
 
 venv: .venv/.synced
 
@@ -35,6 +35,9 @@ annotate: venv labelstudio ## Label Studio with the demo release pushed; prints 
 demo: venv ## build the embedded synthetic default and print where the release went
 	$(PY) -m pipeline build-gcot --source synthetic --images 300 --seed 7 --out releases/demo
 
+longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
+	$(PY) -m pipeline build-longv-eval --videos synthetic --count 3 --seed 0 --out releases/longv-demo
+
 test: venv labelstudio chromium lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
 
@@ -49,6 +52,7 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_detect.py
 	$(PY) benchmarks/bench_review.py
 	$(PY) benchmarks/bench_masked_head.py
+	$(PY) benchmarks/bench_longv.py
 
 finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
 	@test -d releases/demo || $(MAKE) demo

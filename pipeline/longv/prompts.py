@@ -49,14 +49,15 @@ def _pick(options, video_id: str, seed: int, kind: str):
 
 
 def direction(s: Subject) -> str | None:
-    """'left', 'right', 'up', 'down' or None (still), from the track's first and last boxes."""
+    """'left' or 'right' when the track's net motion is mostly sideways, 'around' when it moves
+    otherwise (up, down, bouncing), None when it stays (first and last boxes' centres)."""
     (x0, y0, w0, h0), (x1, y1, w1, h1) = s.points[0].box, s.points[-1].box
     dx, dy = (x1 + w1 / 2) - (x0 + w0 / 2), (y1 + h1 / 2) - (y0 + h0 / 2)
     if max(abs(dx), abs(dy)) < STILL:
         return None
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
-    return "down" if dy > 0 else "up"
+    return "around"
 
 
 def action(s: Subject | None) -> str:
