@@ -1,4 +1,4 @@
-"""A local Prefect server plus a served build-gcot deployment, for `prefect deployment run`.
+"""A local Prefect server plus served build-gcot and build-longv-eval deployments, for `prefect deployment run`.
 
 Ephemeral servers cannot take deployment runs (a run stays Scheduled), so this starts a real
 `prefect server start` (SQLite under PREFECT_HOME), waits for /api/health, then serves the flow.
@@ -54,13 +54,16 @@ def serve_local(host: str, port: int, name: str, start_server_too: bool = True, 
         print(f"starting Prefect server at {api} (log: {home / 'server.log'}) ...", flush=True)
         proc = globals()["start_server"](host, port, log_file=home / "server.log")
     print(f"Prefect UI: http://{host}:{port}\nIn another shell:\n"
-          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-gcot/{name} -p images=50 -p out=releases/from-deployment --watch\n", flush=True)
+          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-gcot/{name} -p images=50 -p out=releases/from-deployment --watch\n"
+          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-longv-eval/{name} -p count=1 -p out=releases/longv-from-deployment --watch\n", flush=True)
+    from prefect import serve
     from prefect.deployments.runner import EntrypointType
 
     from pipeline.flows.build_gcot import build_gcot
+    from pipeline.flows.build_longv import build_longv_eval
 
     try:
-        build_gcot.serve(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
+        serve(*(f.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH) for f in (build_gcot, build_longv_eval)))
     finally:
         if proc is not None:
             proc.terminate()
