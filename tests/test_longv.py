@@ -160,17 +160,23 @@ def test_plain_build_writes_the_published_layout_and_is_deterministic(videos, tm
         assert text.startswith('"') and text.rstrip("\n").endswith('"') and text.count("\n") == 1
         assert prompts.words(read_prompt_file(rel / kind / "clip_a.txt")) <= 15
     table = pq.read_table(rel / "data" / "longv-eval.parquet")
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(rel / "data" / "longv-eval.parquet"), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds[0]["id"] == "clip_a" and ds[0]["keyframes"] == [c["keyframe"] for c in ds[0]["clips"]]
     assert {"id", "duration", "fps", "frames", "keyframes", "subjects", "caption", "foreground", "background", "style", "review_status"} <= set(table.column_names)
     (item,) = read_items(rel)
     assert item.frames == 240 and item.fps == 24 and item.duration == 10.0
     assert set(truth["cuts"]) <= {c.start for c in item.clips}
     assert sorted(int(p.stem) for p in (rel / "keyframes" / "clip_a").glob("*.jpg")) == item.keyframes
+    assert item.provenance["stride"] == "8" and item.provenance["drafted_by"].startswith("gcot-yolo11n.pt@")
     cast = {f"{c['color']} {c['name']}" for c in truth["cast"]}
     assert item.subjects and item.subjects[0].label in cast  # the detector + tracker found a real cast member
     assert item.review.status == "pending" and (rel / "README.md").is_file() and (rel / "plots" / "clips.png").is_file()
     # same inputs, same bytes (fresh work folder: nothing reused)
     s2 = run_plain(LongVConfig(videos=str(folder), out=str(tmp_path / "b" / "rel"), work_dir=str(tmp_path / "work_b")))
     rel2 = Path(s2["release"])
+    assert (rel2 / "README.md").read_text() == (rel / "README.md").read_text()
     for f in sorted(p.relative_to(rel) for p in rel.rglob("*") if p.is_file()):
         assert (rel2 / f).read_bytes() == (rel / f).read_bytes(), f
 

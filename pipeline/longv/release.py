@@ -41,7 +41,7 @@ SCHEMA = pa.schema([
     ("camera", pa.string()), ("caption", pa.string()),
     ("foreground", pa.string()), ("background", pa.string()), ("style", pa.string()), ("style_name", pa.string()),
     ("review_status", pa.string()), ("reviewer", pa.string()), ("reviewed_at", pa.string()), ("comment", pa.string()),
-    ("provenance", pa.map_(pa.string(), pa.string())),
+    ("provenance", pa.string()),  # JSON object (a map column would not load with `datasets`)
 ])
 
 
@@ -58,14 +58,14 @@ def to_row(item: LongVItem) -> dict:
     d = item.to_dict()
     r = d.pop("review")
     d["keyframes"] = item.keyframes
-    d["provenance"] = sorted(item.provenance.items())
+    d["provenance"] = json.dumps(item.provenance, sort_keys=True)
     return {**d, "review_status": r["status"], "reviewer": r["reviewer"], "reviewed_at": r["reviewed_at"], "comment": r["comment"]}
 
 
 def from_row(row: dict) -> LongVItem:
     d = dict(row)
     d["review"] = {"status": d.pop("review_status"), "reviewer": d.pop("reviewer"), "reviewed_at": d.pop("reviewed_at"), "comment": d.pop("comment")}
-    d["provenance"] = dict(d.get("provenance") or [])
+    d["provenance"] = json.loads(d.get("provenance") or "{}")
     return LongVItem.from_dict(d)
 
 
