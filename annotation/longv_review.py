@@ -20,6 +20,7 @@ from annotation.review import (
     PUSH_BATCH,
     PullSummary,
     PushSummary,
+    annotations_in_order,
     ensure_storage,
     existing_ids,
     export_tasks,
@@ -76,7 +77,7 @@ def _texts(result: list[dict], name: str) -> list[str]:
     return [t for r in result if r.get("from_name") == name for t in (r.get("value") or {}).get("text", []) if isinstance(t, str)]
 
 
-def read_review(item: LongVItem, annotation: dict, reviewer) -> tuple[str | None, LongVItem, list[str], str | None]:
+def read_review(item: LongVItem, annotation: dict) -> tuple[str | None, LongVItem, list[str], str | None]:
     """(verdict, the item as the annotator left it, what changed, comment)."""
     result = annotation.get("result")
     if not isinstance(result, list):
@@ -93,6 +94,7 @@ def read_review(item: LongVItem, annotation: dict, reviewer) -> tuple[str | None
     if verdict is not None and verdict not in ("accept", "fixed", "reject"):
         raise ValueError(f"unknown verdict {verdict!r}")
     comments = _texts(result, "comment")
+    reviewer = annotation.get("completed_by")
     new.review.reviewer = str(reviewer) if reviewer is not None else None
     new.review.reviewed_at = annotation.get("updated_at") or annotation.get("created_at")
     new.review.comment = comments[-1] if comments else None
@@ -112,11 +114,9 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             kept.append(item)
             continue
         reviews = []
-        for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
-            if ann.get("was_cancelled"):
-                continue
+        for ann in annotations_in_order(task, users):
             try:
-                r = read_review(item, ann, users.get(ann.get("completed_by"), ann.get("completed_by")))
+                r = read_review(item, ann)
             except ValueError as e:
                 summary.malformed.append({"task": task["id"], "example": item.id, "annotation": ann.get("id"), "reason": str(e)})
                 continue

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,6 +193,13 @@ def _agreement(reviews: list) -> dict:
     return {"pairs": pairs, "box_ious": ious, "texts_equal": equal}
 
 
+def annotations_in_order(task: dict, users: dict) -> Iterator[dict]:
+    """A task's annotations oldest first, cancelled ones skipped, ``completed_by`` as the user's email."""
+    for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
+        if not ann.get("was_cancelled"):
+            yield {**ann, "completed_by": users.get(ann.get("completed_by"), ann.get("completed_by"))}
+
+
 def pull(release: str | Path, client, out: str | Path, title: str | None = None) -> PullSummary:
     release, out = Path(release), Path(out)
     if is_longv(release):
@@ -210,11 +218,9 @@ def pull(release: str | Path, client, out: str | Path, title: str | None = None)
             kept.append(ex)  # never pushed: stays as it was
             continue
         reviews = []
-        for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
-            if ann.get("was_cancelled"):
-                continue
+        for ann in annotations_in_order(task, users):
             try:
-                r = read_annotation(ex, {**ann, "completed_by": users.get(ann.get("completed_by"), ann.get("completed_by"))})
+                r = read_annotation(ex, ann)
             except MalformedAnnotation as e:
                 summary.malformed.append({"task": task["id"], "example": ex.id, "annotation": ann.get("id"), "reason": str(e)})
                 continue
