@@ -31,6 +31,7 @@ from annotation.review import (
 from pipeline import __version__
 from pipeline.longv import prompts
 from pipeline.longv.release import fill, read_items
+from pipeline.longv.video import BROWSER_CODECS, codec, frames, probe, write_video
 from pipeline.release.writer import write_atomically
 from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
 
@@ -44,6 +45,20 @@ def project_title(release: Path) -> str:
 def review_order(items: list[LongVItem]) -> list[LongVItem]:
     """Videos with no detected subject first (generic prompts), then the least confident tracks."""
     return sorted(items, key=lambda i: (bool(i.subjects), i.subjects[0].confidence if i.subjects else 0.0, i.id))
+
+
+def serve_playable(src: Path, dst: Path) -> None:
+    """Copy the video where Label Studio serves it; one a browser cannot decode (e.g. MPEG-4 Part 2)
+    is served as an H.264 copy instead (the release keeps its own bytes)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if codec(src) in BROWSER_CODECS:
+        shutil.copyfile(src, dst)
+        return
+    info = probe(src)
+    log.info("%s: codec %s does not play in a browser; serving an H.264 copy", src, codec(src))
+    tmp = dst.with_name(dst.name + ".partial.mp4")
+    write_video(tmp, (f for _, f in frames(src)), info.fps, (info.width, info.height))
+    tmp.rename(dst)
 
 
 def task_for(item: LongVItem, video_url: str, model_version: str) -> dict:
@@ -61,8 +76,7 @@ def push(release: Path, client, files_root: str | Path, title: str | None = None
     for item in items:
         dst = folder / item.video
         if not dst.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(release / item.video, dst)
+            serve_playable(release / item.video, dst)
     project = get_project(client, title or project_title(release), label_config=longv_review_config(), description="LongV-EVAL edit-prompt review (gcot-forge)")
     ensure_storage(client, project.id, folder)
     done = existing_ids(client, project.id)

@@ -3,6 +3,7 @@ push a release, annotate through the API as a person would, pull, and find exact
 
 import json
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -196,29 +197,38 @@ def test_server_stopped_mid_push_then_the_next_push_completes(server, tmp_path):
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed (make test installs it)")
-def test_browser_shows_pre_annotated_boxes(server, release, pushed):
+@contextmanager
+def logged_in_page(server, height: int = 900):
+    """Debian's chromium (never a downloaded browser), logged in to the test server."""
     from playwright.sync_api import sync_playwright
 
-    client = server.client()
-    task = next(iter(tasks_by_example(client, pushed.project_id).values()))
-    shots = REPO / "test-output"
-    shots.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": height})
         page.goto(f"{server.url}/user/login/")
         page.fill("input[name=email]", server.credentials.username)
         page.fill("input[name=password]", server.credentials.password)
         page.click("button[type=submit], input[type=submit]")
         page.wait_for_url(lambda u: "/login" not in u, timeout=60_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_browser_shows_pre_annotated_boxes(server, release, pushed):
+    client = server.client()
+    task = next(iter(tasks_by_example(client, pushed.project_id).values()))
+    shots = REPO / "test-output"
+    shots.mkdir(exist_ok=True)
+    with logged_in_page(server) as page:
         page.goto(f"{server.url}/projects/{pushed.project_id}/data?tab=0&task={task.id}")
         page.wait_for_selector("canvas", timeout=90_000)
         page.wait_for_timeout(3000)
         page.screenshot(path=str(shots / "label_studio_task.png"))
         body = page.inner_text("body")
-        browser.close()
     assert "Step 1" in body  # our pre-annotated regions are listed with their labels
     assert (shots / "label_studio_task.png").stat().st_size > 20_000
 
@@ -283,3 +293,20 @@ def test_longv_review_round_trip(server, longv_release, tmp_path):
     assert not (out / "videos" / f"{rejected_id}.mp4").exists() and (out / "videos" / f"{fixed_id}.mp4").is_file()
     rej = [json.loads(line) for line in (out / "rejections.jsonl").read_text().splitlines()]
     assert any(r["id"] == rejected_id and r["rule"] == "rejected_by_reviewer" and "mislabelled" in r["detail"] for r in rej)
+
+
+def test_browser_plays_the_longv_video_with_its_prompts(server, longv_release):
+    from pipeline.longv.release import read_items
+
+    s = push(longv_release, server.client(), server.files_root, title="LongV-EVAL browser check")  # fresh tasks, no annotations
+    task = next(iter(tasks_by_example(server.client(), s.project_id).values()))
+    item = next(i for i in read_items(longv_release) if i.id == task.data["example_id"])
+    with logged_in_page(server, height=1000) as page:
+        page.goto(f"{server.url}/projects/{s.project_id}/data?tab=0&task={task.id}")
+        page.wait_for_selector("video", state="attached", timeout=90_000)
+        page.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=60_000)
+        duration = page.evaluate("() => document.querySelector('video').duration")
+        page.screenshot(path=str(REPO / "test-output" / "label_studio_longv_task.png"))
+        body = page.inner_text("body")
+    assert duration == pytest.approx(item.duration, abs=0.2)  # the browser decoded the served H.264
+    assert item.foreground in body and item.style in body and item.caption in body  # pre-filled

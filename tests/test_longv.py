@@ -26,7 +26,9 @@ def videos(tmp_path_factory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("videos")
     frames, truth = render(5, 1, SHORT)
     write_video(folder / "clip_a.mp4", frames, SHORT.fps, (SHORT.width, SHORT.height))
-    write_video(folder / "empty.mp4", iter([]), 24, (64, 64))  # a valid container with zero frames
+    import cv2
+
+    cv2.VideoWriter(str(folder / "empty.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, (64, 64)).release()  # a valid container, zero frames
     (folder / "broken.mp4").write_bytes(b"\x00\x01 not a video " * 200)
     (folder / "notes.txt").write_text("a text file among the videos")
     return folder, truth
@@ -234,3 +236,22 @@ def test_consistency_metrics_by_hand(tmp_path):
         metrics.load_backbone("dino:/no/such/checkpoint")
     with pytest.raises(ValueError, match="pixels"):
         metrics.load_backbone("resnet")
+
+
+def test_an_mpeg4_part2_video_is_served_to_the_browser_as_h264(tmp_path):
+    import cv2
+
+    from annotation.longv_review import serve_playable
+    from pipeline.longv.video import codec, frames
+
+    src = tmp_path / "old.mp4"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 24, (64, 48))
+    for i in range(10):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    assert codec(src) not in ("h264", "avc1")  # OpenCV reports MPEG-4 Part 2 as fmp4
+    serve_playable(src, tmp_path / "served" / "old.mp4")
+    out = tmp_path / "served" / "old.mp4"
+    assert codec(out) in ("h264", "avc1") and len(list(frames(out))) == 10
+    serve_playable(out, tmp_path / "again.mp4")  # already playable: copied byte for byte
+    assert (tmp_path / "again.mp4").read_bytes() == out.read_bytes()

@@ -67,12 +67,16 @@ def action(s: Subject | None) -> str:
     return f"{VERBS.get(s.name, 'slides')} {d}" if d else "rests"
 
 
-def background_colour(frames_rgb: list[np.ndarray]) -> str:
-    """The colour name of the keyframes' median pixel (objects are a small part of a frame)."""
+def background_colour(frames_rgb: list[np.ndarray], weights: list[float] | None = None) -> str:
+    """The dominant background colour: each keyframe's median pixel named (objects are a small part
+    of a frame), the name with the most weight (clip length) wins."""
     if not frames_rgb:
         return "plain"
-    med = np.median(np.concatenate([f[::8, ::8].reshape(-1, 3) for f in frames_rgb]), axis=0)
-    return colors.name_rgb(*(float(v) for v in med))
+    votes: dict[str, float] = {}
+    for f, w in zip(frames_rgb, weights or [1.0] * len(frames_rgb)):
+        name = colors.name_rgb(*(float(v) for v in np.median(f[::8, ::8].reshape(-1, 3), axis=0)))
+        votes[name] = votes.get(name, 0.0) + w
+    return max(sorted(votes), key=lambda n: votes[n])
 
 
 def words(text: str) -> int:

@@ -165,7 +165,7 @@ def analyse(path: str | Path, vid: str, cfg: LongVConfig, detector) -> tuple[Lon
     subjects = tracker.subjects()
     camera = motion.camera(clips, n)
     keyframes = read_frames(path, [c.keyframe for c in clips])
-    bg = prompts.background_colour([f[..., ::-1] for f in keyframes.values()])
+    bg = prompts.background_colour([keyframes[c.keyframe][..., ::-1] for c in clips if c.keyframe in keyframes], [c.end - c.start + 1 for c in clips if c.keyframe in keyframes])
     drafted = prompts.draft(vid, cfg.seed, subjects, bg)
     item = LongVItem(
         id=vid, video=f"videos/{vid}.mp4", source_file=Path(path).name, duration=round(n / info.fps, 3), fps=round(info.fps, 3),

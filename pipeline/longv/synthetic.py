@@ -22,7 +22,7 @@ from pipeline.longv.video import write_video
 from pipeline.sources.synthetic import COLORS, MATERIALS, _background, _mask, _texture
 
 CAST_SHAPES = ("cube", "ball", "cone", "cylinder", "ring", "star")
-LAYOUT_VERSION = "gcot-forge-longv-synthetic-v1"
+LAYOUT_VERSION = "gcot-forge-longv-synthetic-v2"  # v2: H.264
 
 
 @dataclass(frozen=True)

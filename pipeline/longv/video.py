@@ -118,18 +118,38 @@ def read_frames(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
     return out
 
 
-def write_video(path: str | Path, frames_bgr, fps: float, size: tuple[int, int]) -> int:
-    """Encode BGR frames as MPEG-4 Part 2 in an .mp4 (OpenCV's built-in encoder); returns frames written."""
+BROWSER_CODECS = ("avc1", "h264", "vp09", "vp80", "av01")  # what Label Studio's player (a browser) decodes
+
+
+def write_video(path: str | Path, frames_bgr, fps: float, size: tuple[int, int], crf: int = 20) -> int:
+    """Encode BGR frames as H.264 (libx264, yuv420p, +faststart) in an .mp4 with PyAV; returns the
+    frames written. Deterministic: the same frames give the same bytes. A browser plays it, which
+    the MPEG-4 Part 2 that OpenCV's wheels can write would not."""
+    import av
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise VideoError(path, "unwritable_video", "OpenCV cannot write an mp4 here")
+    w, h = size
     n = 0
     try:
-        for f in frames_bgr:
-            writer.write(f)
-            n += 1
-    finally:
-        writer.release()
+        with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as box:
+            stream = box.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps, options={"preset": "veryfast", "crf": str(crf)})
+            stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"  # 4:2:0 needs even sides
+            for f in frames_bgr:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="bgr24")
+                box.mux(stream.encode(frame))
+                n += 1
+            box.mux(stream.encode())
+    except av.FFmpegError as e:
+        raise VideoError(path, "unwritable_video", f"cannot encode H.264 here ({e})") from e
     return n
+
+
+def codec(path: str | Path) -> str:
+    """The video stream's codec tag as OpenCV reports it (e.g. 'avc1', 'mp4v')."""
+    cap = _open(Path(path))
+    try:
+        tag = int(cap.get(cv2.CAP_PROP_FOURCC))
+    finally:
+        cap.release()
+    return "".join(chr((tag >> 8 * i) & 0xFF) for i in range(4)).strip("\x00").lower()
