@@ -103,6 +103,9 @@ class Postgres:
         pwfile = self.root / ".initdb-pw"  # readable by the owner for initdb only
         pwfile.write_text(self.password() + "\n")
         if os.geteuid() == 0:
+            for parent in self.root.parents:  # the owner must reach its folder
+                if not parent.stat().st_mode & 0o001:
+                    raise PostgresError(f"{parent} is closed to other users (mode {parent.stat().st_mode & 0o777:o}): the {OWNER} user cannot reach {self.root}; choose a folder under an open one (e.g. /tmp or the repo)")
             shutil.chown(self.root, OWNER, OWNER)
             shutil.chown(pwfile, OWNER, OWNER)
             self.root.chmod(0o700)
