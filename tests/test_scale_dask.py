@@ -114,3 +114,15 @@ def test_unreachable_scheduler_and_unknown_runner_are_one_line_errors():
         make_task_runner("spark")
     with pytest.raises(RunnerError, match="only goes with --runner dask or ray"):
         make_task_runner("threads", "tcp://127.0.0.1:8786")
+
+
+def test_cli_names_an_unreachable_scheduler_in_one_line_before_starting_anything(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "pipeline", "build-gcot", "--images", "5", "--out", str(tmp_path / "rel"), "--runner", "dask", "--dask-address", "tcp://127.0.0.1:9"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: dask scheduler at tcp://127.0.0.1:9 is unreachable: Connection refused"
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "rel").exists()
+    r = subprocess.run([sys.executable, "-m", "pipeline", "build-gcot", "--no-prefect", "--runner", "dask", "--out", str(tmp_path / "rel")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "need the Prefect flow" in r.stderr
