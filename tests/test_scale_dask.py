@@ -107,6 +107,15 @@ def _busy(dask_scheduler) -> bool:
     return any(ts.state in ("processing", "waiting", "queued", "no-worker") for ts in dask_scheduler.tasks.values())
 
 
+@pytest.mark.slow
+def test_ray_writes_the_same_bytes(reference, tmp_path):
+    """Only with the optional extra (uv sync --extra ray); about 80 s here, most of it Ray's start."""
+    pytest.importorskip("prefect_ray", reason="the optional extra 'ray' is not installed (uv sync --extra ray)")
+    ref, _ = reference
+    build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="ray", workers=2, **KW)
+    assert digest(tmp_path / "rel") == digest(ref)
+
+
 def test_unreachable_scheduler_and_unknown_runner_are_one_line_errors():
     with pytest.raises(RunnerError, match=r"dask scheduler at tcp://127.0.0.1:9 is unreachable"):
         make_task_runner("dask", "tcp://127.0.0.1:9")
