@@ -1,6 +1,7 @@
 """build-gcot on a real Dask cluster of 2 worker processes: the same bytes as the default runner, and a
 worker killed in the middle of a run costs only its shard: the rerun completes, nothing lost or doubled."""
 
+import importlib.util
 import json
 import os
 import time
@@ -108,9 +109,9 @@ def _busy(dask_scheduler) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="the optional extra 'ray' is not installed (uv sync --extra ray)")
 def test_ray_writes_the_same_bytes(reference, tmp_path):
-    """Only with the optional extra (uv sync --extra ray); about 80 s here, most of it Ray's start."""
-    pytest.importorskip("prefect_ray", reason="the optional extra 'ray' is not installed (uv sync --extra ray)")
+    """Only with the optional extra; about 70 s here, most of it Ray's start."""
     ref, _ = reference
     build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="ray", workers=2, **KW)
     assert digest(tmp_path / "rel") == digest(ref)
