@@ -109,6 +109,14 @@ def _busy(dask_scheduler) -> bool:
 
 
 @pytest.mark.slow
+def test_process_pool_writes_the_same_bytes(reference, tmp_path):
+    """--runner processes (Prefect's ProcessPoolTaskRunner); about 20 s here, slow-marked to keep the default run within budget."""
+    ref, _ = reference
+    build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="processes", workers=2, **KW)
+    assert digest(tmp_path / "rel") == digest(ref)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="the optional extra 'ray' is not installed (uv sync --extra ray)")
 def test_ray_writes_the_same_bytes(reference, tmp_path):
     """Only with the optional extra; about 70 s here, most of it Ray's start."""
