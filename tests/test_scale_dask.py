@@ -45,36 +45,40 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
     ref, ref_summary = reference
     flag = tmp_path / "killed"
 
-    class KillOnSecondShard(WorkerPlugin):
-        """On the first worker to start its 2nd task: SIGKILL the worker process 0.3 s later, while the
-        shard runs (a task takes > 1 s here: Prefect's task-run calls plus the chains). Once only: the
-        flag file is created exclusively, so the worker the nanny restarts is left alone."""
+    class KillMidShard(WorkerPlugin):
+        """Kills a worker process (SIGKILL) in the middle of its 2nd shard: after the shard's examples
+        file is written, before its rejections file and done marker. Deterministic: the worker's own
+        file-writing call fires it. Once only: the flag file is created exclusively, so the worker
+        the nanny restarts, and the other worker, are left alone."""
 
-        name = "gcot-kill-once"
+        name = "gcot-kill-mid-shard"
 
         def setup(self, worker):
-            self.started = 0
+            import signal
 
-        def transition(self, key, start, finish, **kw):
-            if finish != "executing":
-                return
-            self.started += 1
-            if self.started == 2:
-                import signal
-                import threading
+            import pipeline.steps as steps
 
-                try:
-                    os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    return
-                threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            write, seen = steps._write_atomic, []
+
+            def write_or_die(path, text):
+                if path.name.endswith(".rejections.jsonl"):
+                    seen.append(path)
+                    if len(seen) == 2:
+                        try:
+                            os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
+                        except FileExistsError:
+                            return write(path, text)
+                        os.kill(os.getpid(), signal.SIGKILL)
+                return write(path, text)
+
+            steps._write_atomic = write_or_die
 
     results = tmp_path / "work" / "shard_results"
     # allowed-failures 0: the scheduler does not retry a task whose worker died (Dask's default, 3,
     # would absorb the loss within the run); here the run must fail and the rerun must finish it.
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
         client.run_on_scheduler(_no_retries)
-        client.register_plugin(KillOnSecondShard())
+        client.register_plugin(KillMidShard())
         state = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, return_state=True, **KW)
         assert flag.exists(), "the worker plugin never fired"
         assert state.is_failed(), state
@@ -86,6 +90,10 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
             time.sleep(0.2)
         finished = {p.name: p.stat().st_mtime_ns for p in results.glob("*.done.json")}
         assert 0 < len(finished) < N_SHARDS, finished
+        # the killed shard left half its output: an examples file with no rejections file, no marker
+        half = [p for p in results.glob("*.examples.jsonl") if not p.with_name(p.name.replace(".examples.jsonl", ".done.json")).exists()
+                and not p.with_name(p.name.replace(".examples.jsonl", ".rejections.jsonl")).exists()]
+        assert len(half) == 1, sorted(p.name for p in results.iterdir())
 
         s = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, **KW)
 
