@@ -165,6 +165,10 @@ class Distributed:
             import torch.distributed as dist
 
             if not dist.is_initialized():
+                if device.startswith("cuda"):
+                    import torch
+
+                    torch.cuda.set_device(device)  # nccl: one GPU per process
                 dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
     def barrier(self) -> None:
