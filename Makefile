@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: longv finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector
+.PHONY: longv finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector postgres postgres-up prefect-pg worker deploy labelstudio-pg
 
 venv: .venv/.synced
 
@@ -28,6 +28,26 @@ labelstudio: .venv-labelstudio/.synced
 chromium: ## Debian's chromium for the browser test (never a downloaded browser)
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+postgres: ## Debian's PostgreSQL for the scale-out profile and its tests (never a downloaded build)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# The scale-out profile (README "Scale out"): each target runs one piece in the foreground.
+postgres-up: venv postgres ## PostgreSQL under .postgres/ on 127.0.0.1:5433, databases prefect + labelstudio
+	$(PY) -m pipeline.scale postgres-up
+
+prefect-pg: venv ## Prefect server on that PostgreSQL at http://127.0.0.1:4200
+	$(PY) -m pipeline.scale prefect-server
+
+deploy: venv ## build-gcot/local into the process work pool `gcot` (PREFECT_API_URL set)
+	$(PY) -m pipeline.scale deploy
+
+worker: venv ## a process worker of the pool `gcot` (PREFECT_API_URL set; start several)
+	$(PY) -m pipeline.scale worker
+
+labelstudio-pg: venv labelstudio ## Label Studio on that PostgreSQL at http://127.0.0.1:8080
+	$(PY) -m pipeline.scale labelstudio-pg
+
 annotate: venv labelstudio ## Label Studio with the demo release pushed; prints the URL and how to log in
 	@test -d releases/demo || $(MAKE) demo
 	$(PY) -m annotation serve --push releases/demo
@@ -38,13 +58,13 @@ demo: venv ## build the embedded synthetic default and print where the release w
 longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
 	$(PY) -m pipeline build-longv-eval --videos synthetic --count 3 --seed 0 --out releases/longv-demo
 
-test: venv labelstudio chromium lint ## the default test suite (fast + real-server tests; slow ones excluded)
+test: venv labelstudio chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
 
 lint: venv
 	.venv/bin/ruff check .
 
-test-all: venv ## everything, the slow tests too
+test-all: venv labelstudio chromium postgres ## everything, the slow tests too
 	$(PY) -m pytest -q -m ""
 
 bench: venv labelstudio ## benchmarks, printing numbers
@@ -53,6 +73,7 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_review.py
 	$(PY) benchmarks/bench_masked_head.py
 	$(PY) benchmarks/bench_longv.py
+	$(PY) benchmarks/bench_scale.py
 
 finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
 	@test -d releases/demo || $(MAKE) demo

@@ -1,4 +1,5 @@
-"""Start, check and stop the Label Studio server that the project runs (SQLite under a data folder).
+"""Start, check and stop the Label Studio server that the project runs (SQLite under a data folder,
+or PostgreSQL given a ``database_url``).
 
 Label Studio lives in its own virtual environment, ``.venv-labelstudio`` (``make labelstudio``):
 it pins Django and many packages that clash with the project's. The admin account and API token
@@ -51,8 +52,28 @@ def load_credentials(data_dir: str | Path) -> Credentials:
     return creds
 
 
+def postgres_environment(database_url: str) -> dict[str, str]:
+    """Label Studio's settings for PostgreSQL from ``postgresql://user:password@host:port/name``."""
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(database_url)
+    if not u.scheme.startswith("postgres") or not u.path.strip("/"):
+        raise ReviewServerError(f"not a PostgreSQL URL (postgresql://user:password@host:port/database): {u.scheme}://{u.hostname}:{u.port}{u.path}")
+    return {
+        "DJANGO_DB": "default",  # Label Studio's name for its PostgreSQL settings
+        "POSTGRE_NAME": u.path.strip("/"),
+        "POSTGRE_USER": unquote(u.username or "postgres"),
+        "POSTGRE_PASSWORD": unquote(u.password or ""),
+        "POSTGRE_HOST": u.hostname or "localhost",
+        "POSTGRE_PORT": str(u.port or 5432),
+    }
+
+
 class LabelStudioServer:
-    def __init__(self, data_dir: str | Path, files_root: str | Path, host: str = "127.0.0.1", port: int = 8080):
+    """``database_url``: ``postgresql://...`` for PostgreSQL (the scale-out profile); none: SQLite under data_dir."""
+
+    def __init__(self, data_dir: str | Path, files_root: str | Path, host: str = "127.0.0.1", port: int = 8080, database_url: str | None = None):
+        self.database = postgres_environment(database_url) if database_url else {}
         self.data_dir = Path(data_dir).resolve()
         self.files_root = Path(files_root).resolve()
         self.host, self.port = host, port
@@ -83,6 +104,7 @@ class LabelStudioServer:
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            **self.database,
         }
 
     def start(self, wait_s: float = 240.0) -> LabelStudioServer:

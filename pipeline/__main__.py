@@ -30,57 +30,72 @@ def _print_summary(s: dict, as_json: bool) -> None:
     print(f'  load: datasets.load_dataset("{s["release"]}", split="train")')
 
 
-def cmd_build(a: argparse.Namespace) -> int:
-    from pipeline.detect.detector import DetectorError
-    from pipeline.sources.base import SourceError
-
+def _name_map(a: argparse.Namespace) -> dict | None:
     try:
-        name_map = json.loads(a.name_map) if a.name_map else {}
+        return json.loads(a.name_map) if a.name_map else {}
     except json.JSONDecodeError as e:
         print(f"error: --name-map is not a JSON object: {e}", file=sys.stderr)
+        return None
+
+
+def _build(a: argparse.Namespace, name: str, kwargs: dict, plain, flow_fn, errors: tuple) -> dict | None:
+    """Shared by the build commands: ``--no-prefect`` calls the plain steps (``plain(kwargs)``),
+    otherwise the flow runs with its tasks on the chosen runner. None after a printed error."""
+    from pipeline.detect.detector import DetectorError
+
+    if a.no_prefect and (a.runner != "threads" or a.dask_address):
+        print("error: --runner/--dask-address need the Prefect flow; drop --no-prefect", file=sys.stderr)
+        return None
+    try:
+        if a.no_prefect:
+            return plain(kwargs)
+        from pipeline.flows.runners import make_task_runner
+
+        make_task_runner(a.runner, a.dask_address, a.workers)  # a bad choice or address: one line, before any server starts
+        print(f"{name} runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
+        return flow_fn()(**kwargs, runner=a.runner, dask_address=a.dask_address, workers=a.workers)
+    except (DetectorError, ValueError, FileNotFoundError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_build(a: argparse.Namespace) -> int:
+    from pipeline.sources.base import SourceError
+    from pipeline.steps import BuildConfig, run_plain
+
+    def flow_fn():
+        from pipeline.flows.build_gcot import build_gcot
+
+        return build_gcot
+
+    name_map = _name_map(a)
+    if name_map is None:
         return 2
     kwargs = dict(source=a.source, images=a.images, seed=a.seed, out=a.out, shard_size=a.shard_size, strict=a.strict, work_dir=a.work_dir,
                   rewriter=a.rewriter, detector=a.detector, name_map=name_map, detector_conf=a.detector_conf)
-    try:
-        if a.no_prefect:
-            from pipeline.steps import BuildConfig, run_plain
-
-            s = run_plain(BuildConfig(**kwargs))
-        else:
-            print("build-gcot runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
-            from pipeline.flows.build_gcot import build_gcot
-
-            s = build_gcot(**kwargs)
-    except (SourceError, DetectorError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    s = _build(a, "build-gcot", kwargs, lambda kw: run_plain(BuildConfig(**kw)), flow_fn, (SourceError,))
+    if s is None:
         return 2
     _print_summary(s, a.json)
     return 0
 
 
 def cmd_build_longv(a: argparse.Namespace) -> int:
-    from pipeline.detect.detector import DetectorError
+    from pipeline.longv.steps import LongVConfig, run_plain
     from pipeline.longv.video import VideoError
 
-    try:
-        name_map = json.loads(a.name_map) if a.name_map else {}
-    except json.JSONDecodeError as e:
-        print(f"error: --name-map is not a JSON object: {e}", file=sys.stderr)
+    def flow_fn():
+        from pipeline.flows.build_longv import build_longv_eval
+
+        return build_longv_eval
+
+    name_map = _name_map(a)
+    if name_map is None:
         return 2
     kwargs = dict(videos=a.videos, count=a.count, seconds=a.seconds, seed=a.seed, out=a.out, stride=a.stride, detector=a.detector,
                   name_map=name_map, detector_conf=a.detector_conf, rewriter=a.rewriter, strict=a.strict, work_dir=a.work_dir)
-    try:
-        if a.no_prefect:
-            from pipeline.longv.steps import LongVConfig, run_plain
-
-            s = run_plain(LongVConfig(**kwargs))
-        else:
-            print("build-longv-eval runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
-            from pipeline.flows.build_longv import build_longv_eval
-
-            s = build_longv_eval(**kwargs)
-    except (VideoError, DetectorError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    s = _build(a, "build-longv-eval", kwargs, lambda kw: run_plain(LongVConfig(**kw)), flow_fn, (VideoError,))
+    if s is None:
         return 2
     if a.json:
         print(json.dumps(s, indent=2))
@@ -192,6 +207,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return serve_local(a.host, a.port, a.name, start_server=not a.no_server)
 
 
+def _runner_args(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument("--runner", choices=["threads", "processes", "dask", "ray"], default="threads", help=f"where {unit} tasks run: threads or processes on this machine, a Dask cluster (local processes, or --dask-address), Ray (uv sync --extra ray) [default: %(default)s]")
+    p.add_argument("--dask-address", default=None, metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); without it a local cluster of --workers processes starts")
+    p.add_argument("--workers", type=int, default=2, help="threads, processes or local cluster workers [default: %(default)s]")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline", description="gcot-forge: build, convert and serve grounded chain-of-thought data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -210,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--work-dir", default=None, help="rendered videos and per-video results [default: <out's parent>/.gcot-work]")
     lv.add_argument("--strict", action="store_true", help="stop at the first bad video instead of recording it and going on")
     lv.add_argument("--no-prefect", action="store_true", help="run the steps as plain functions, without Prefect")
+    _runner_args(lv, "video")
     lv.add_argument("--json", action="store_true", help="print the summary as JSON")
     lv.set_defaults(func=cmd_build_longv)
 
@@ -234,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--name-map", default=None, help='JSON object renaming detector classes to scene-graph nouns, e.g. \'{"person": "man"}\'')
     b.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
     b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
+    _runner_args(b, "shard")
     b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.set_defaults(func=cmd_build)

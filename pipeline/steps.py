@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -190,11 +192,19 @@ def build_shard(
         ex.detector = check_example(ex, [d for d, _ in found.get(ex.image_id, [])], detector)
     out.mkdir(parents=True, exist_ok=True)
     ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
-    ex_file.write_text("".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
-    rj_file.write_text("".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
+    _write_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
+    _write_atomic(rj_file, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
     result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
-    marker.write_text(json.dumps(asdict(result)))
+    _write_atomic(marker, json.dumps(asdict(result)))
     return result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write aside, then rename: a distributed scheduler may run a shard twice (a worker presumed
+    lost, then back), and a reader must never see a half-written file of either run."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def load_shard_result(r: ShardResult) -> tuple[list[Example], list[Rejection]]:

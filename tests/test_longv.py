@@ -255,3 +255,15 @@ def test_an_mpeg4_part2_video_is_served_to_the_browser_as_h264(tmp_path):
     assert codec(out) in ("h264", "avc1") and len(list(frames(out))) == 10
     serve_playable(out, tmp_path / "again.mp4")  # already playable: copied byte for byte
     assert (tmp_path / "again.mp4").read_bytes() == out.read_bytes()
+
+
+def test_flow_on_a_local_dask_cluster_writes_the_same_bytes(videos, prefect_harness, tmp_path):
+    from pipeline.flows.build_longv import build_longv_eval
+
+    folder, _ = videos
+    threads = build_longv_eval(videos=str(folder), out=str(tmp_path / "t" / "rel"), work_dir=str(tmp_path / "work_t"))
+    dask = build_longv_eval(videos=str(folder), out=str(tmp_path / "d" / "rel"), work_dir=str(tmp_path / "work_d"), runner="dask", workers=2)
+    a, b = Path(threads["release"]), Path(dask["release"])
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)

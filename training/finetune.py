@@ -10,6 +10,16 @@ checkpoint works too (``--model /models/llava-1.5-7b-hf``; nothing is downloaded
 the answer tokens only, through the masked LM head (`training/masked_head.py`). The run folder keeps
 the resolved config, checkpoints, the loss log and plot, the adapter, and at the end the GCoT
 evaluation of the test split (`eval/report.md`).
+
+Data-parallel over several processes (CPU: gloo; CUDA: nccl, one GPU per process):
+
+    torchrun --nproc_per_node 2 training/finetune.py --config training/configs/tiny_cpu.yaml
+    accelerate launch --cpu --num_processes 2 training/finetune.py --config training/configs/tiny_cpu.yaml
+
+``batch_size`` stays the global batch: each step every process takes its slice of the same sampled
+batch, the gradients are summed across processes with each process's loss weighted by its share of
+the batch's answer tokens, so the update (and the loss curve) is the single-process one. Rank 0
+alone writes the run folder (config, checkpoints, loss log, adapter, evaluation).
 """
 
 from __future__ import annotations
@@ -131,15 +141,73 @@ def collate(items: list[dict], pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask, **vision}
 
 
+@dataclass
+class Distributed:
+    """This process's place in a data-parallel run, read from the environment that torchrun and
+    ``accelerate launch`` set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); one process: rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        import os
+
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def init(self, device: str) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                if device.startswith("cuda"):
+                    import torch
+
+                    torch.cuda.set_device(device)  # nccl: one GPU per process
+                dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def sum_(self, t):
+        """Sum a tensor over the processes, in place; returns it."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(t)
+        return t
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
 class Recipe:
     """setup -> train -> evaluate; checkpoints let ``--resume`` continue a cut-off run exactly."""
 
-    def __init__(self, cfg: FinetuneConfig):
+    def __init__(self, cfg: FinetuneConfig, dist: Distributed | None = None):
         import torch
 
         self.cfg, self.torch = cfg, torch
+        self.dist = dist or Distributed()
         self.out = Path(cfg.out)
+        if cfg.batch_size % self.dist.world:
+            raise SystemExit(f"batch_size {cfg.batch_size} (the global batch) does not split over {self.dist.world} processes")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        if self.device == "cuda" and self.dist.world > 1:
+            self.device = f"cuda:{self.dist.local_rank}"
+        self.dist.init(self.device)
 
     def setup(self) -> None:
         import torch
@@ -148,15 +216,17 @@ class Recipe:
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(f"# resolved config; rerun: python training/finetune.py --config {self.out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
+        if self.dist.main:
+            (self.out / "config.yaml").write_text(f"# resolved config; rerun: python training/finetune.py --config {self.out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
         release = Path(cfg.data)
         base = Path(cfg.model)
         if cfg.model == "tiny":
             from training.tiny_llava import build, release_texts
 
             base = self.out / "base"
-            if not (base / "config.json").exists():
+            if self.dist.main and not (base / "config.json").exists():
                 build(base, release_texts(release))
+            self.dist.barrier()  # the other processes load what rank 0 built
         self.base_path = base
         torch.manual_seed(cfg.seed)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -182,6 +252,11 @@ class Recipe:
             self.model.to(self.device)
         self.data = GCoTConversations(release, "train")
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.dist.world > 1:  # the same seed gives the same LoRA init everywhere; make it certain
+            import torch.distributed as tdist
+
+            for p in params:
+                tdist.broadcast(p.data, 0)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         warm = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -194,8 +269,12 @@ class Recipe:
         cfg = self.cfg
         rng = random.Random(f"{cfg.seed}:{step}:{micro}")  # the batch is a function of the step: resume sees the same data
         idx = rng.sample(range(len(self.data)), min(cfg.batch_size, len(self.data)))
+        idx = idx[self.dist.rank :: self.dist.world]  # this process's slice of the global batch
         items = [encode(self.processor, *self.data.item(i), cfg.max_length) for i in idx]
         return {k: v.to(self.device) for k, v in collate(items, self.processor.tokenizer.pad_token_id).items()}
+
+    def _answer_tokens(self, batch: dict) -> int:
+        return int((batch["labels"][:, 1:] != -100).sum())  # the positions the loss averages over
 
     def loss(self, batch: dict):
         from training.masked_head import full_lm_loss, masked_lm_loss
@@ -231,15 +310,22 @@ class Recipe:
 
         cfg = self.cfg
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step")
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="finetune", unit="step", disable=not self.dist.main)
         while self.step < cfg.max_steps:
             t0, tokens, total = time.perf_counter(), 0, 0.0
             for micro in range(cfg.grad_accum):
                 batch = self._batch(self.step, micro)
-                loss = self.loss(batch) / cfg.grad_accum
+                # Each process's mean is weighted by its share of the global batch's answer tokens, so
+                # the gradients summed over processes are those of the single-process mean.
+                n = self.dist.sum_(self.torch.tensor([self._answer_tokens(batch), int(batch["attention_mask"].sum())]))
+                share = self._answer_tokens(batch) / max(1, int(n[0])) if self.dist.world > 1 else 1.0
+                loss = self.loss(batch) * share / cfg.grad_accum
                 loss.backward()
                 total += loss.detach().item()
-                tokens += int(batch["attention_mask"].sum())
+                tokens += int(n[1])
+            if self.dist.world > 1:
+                self._sum_gradients()
+                total = float(self.dist.sum_(self.torch.tensor([total], dtype=self.torch.float64))[0])
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -248,12 +334,23 @@ class Recipe:
             self.log.append({"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": rate})
             bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{rate:.0f}")
             bar.update(1)
-            if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+            if self.dist.main and (self.step % cfg.save_every == 0 or self.step == cfg.max_steps):
                 self.save_checkpoint()
         bar.close()
-        self.model.save_pretrained(self.out / "adapter")
-        (self.out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.log))
-        self._plot()
+        if self.dist.main:
+            self.model.save_pretrained(self.out / "adapter")
+            (self.out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.log))
+            self._plot()
+        self.dist.barrier()
+
+    def _sum_gradients(self) -> None:
+        """One all-reduce of every trainable gradient, flattened (LoRA + saved modules: small)."""
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        grads = [p.grad for p in self.model.parameters() if p.requires_grad and p.grad is not None]
+        flat = self.dist.sum_(_flatten_dense_tensors(grads))
+        for g, s in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            g.copy_(s)
 
     def _plot(self) -> None:
         import matplotlib
@@ -271,8 +368,8 @@ class Recipe:
         plt.close(fig)
 
     def evaluate(self) -> dict | None:
-        """Merge the adapter, run the test split in the GCoT protocols, write the reports."""
-        if not self.cfg.eval_limit:
+        """Merge the adapter, run the test split in the GCoT protocols, write the reports (rank 0)."""
+        if not self.cfg.eval_limit or not self.dist.main:
             return None
         from pipeline.evaluation import official, report, strict
         from pipeline.evaluation.results import read_results
@@ -315,16 +412,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(a.config, a.overrides + [f"{k}={v}" for k, v in (("data", a.data), ("model", a.model), ("out", a.out)) if v])
     if not (Path(cfg.data) / "llava" / "train.json").exists():
         raise SystemExit(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
-    recipe = Recipe(cfg)
-    recipe.setup()
-    if a.resume:
-        recipe.resume()
-    recipe.train()
-    first, last = recipe.log[0]["loss"], sum(r["loss"] for r in recipe.log[-10:]) / len(recipe.log[-10:])
-    print(f"loss {first:.3f} -> {last:.3f} (mean of the last 10 steps); adapter: {recipe.out / 'adapter'}")
-    reports = recipe.evaluate()
-    if reports:
-        print((recipe.out / "eval" / "report.md").read_text())
+    recipe = Recipe(cfg, Distributed.from_env())
+    try:
+        recipe.setup()
+        if a.resume:
+            recipe.resume()
+        recipe.train()
+        if not recipe.dist.main:
+            return 0
+        first, last = recipe.log[0]["loss"], sum(r["loss"] for r in recipe.log[-10:]) / len(recipe.log[-10:])
+        print(f"loss {first:.3f} -> {last:.3f} (mean of the last 10 steps); adapter: {recipe.out / 'adapter'}" + (f"; {recipe.dist.world} processes" if recipe.dist.world > 1 else ""))
+        reports = recipe.evaluate()
+        if reports:
+            print((recipe.out / "eval" / "report.md").read_text())
+    finally:
+        recipe.dist.close()
     return 0
 
 

@@ -4,16 +4,21 @@ Only wiring: every step is a plain function in `pipeline.steps`. Shards write th
 and hand on a small summary, so Prefect never walks tens of thousands of records between tasks. A
 shard is cached by its inputs (shard digest, parameters, pipeline code digest); a shard whose result
 files are gone is run again with a refreshed cache, so a rerun redoes only what changed or was lost.
+
+Shard tasks run where ``runner`` says (`pipeline.flows.runners`): threads (default), processes, a
+Dask cluster (local processes or ``dask_address``) or Ray. A worker lost mid-run costs only the
+shards it had not finished: finished ones are on disk with their marker and come back from the cache.
 """
 
 from __future__ import annotations
 
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline import steps
+from pipeline.flows.runners import shard_runner
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
@@ -53,30 +58,41 @@ def build_gcot(
     detector: str | None = None,
     name_map: dict[str, str] | None = None,
     detector_conf: float = 0.25,
+    runner: str = "threads",
+    dask_address: str | None = None,
+    workers: int = 2,
 ) -> dict:
-    """Build a GCoT release from scene graphs (synthetic, vg:PATH, coco:PATH or images:PATH)."""
+    """Build a GCoT release from scene graphs (synthetic, vg:PATH, coco:PATH or images:PATH).
+
+    ``runner`` (threads, processes, dask, ray), ``dask_address`` (a scheduler or Ray address; none:
+    a local cluster) and ``workers`` choose where the shard tasks run; the bytes do not depend on it.
+    """
     cfg = steps.BuildConfig(
         source=source, images=images, seed=seed, out=out, shard_size=shard_size, strict=strict, work_dir=work_dir,
         rewriter=rewriter, detector=detector, name_map=dict(name_map or {}), detector_conf=detector_conf,
     )
-    ing = ingest_source(cfg)
-    code, out_dir = steps.code_digest(), str(cfg.results_dir())
-    weights = cfg.detector_weights()
-    detections = (
-        [f.result() for f in detect_shard.map(ing.shards, ing.digests, unmapped(ing.source_root), unmapped(weights), unmapped(cfg.name_map), unmapped(detector_conf), unmapped(out_dir))]
-        if weights
-        else [None] * len(ing.shards)
-    )
-    refresh = build_shard.with_options(refresh_cache=True)  # for shards whose result files are gone
+    with shard_runner(runner, dask_address, workers) as tr:  # first: a bad runner or address fails before any work
+        ing = ingest_source(cfg)
+        code, out_dir = steps.code_digest(), str(cfg.results_dir())
+        weights = cfg.detector_weights()
+        refresh = build_shard.with_options(refresh_cache=True)  # for shards whose result files are gone
 
-    def done(d: str, dets: str | None) -> bool:
-        return steps.shard_done(out_dir, steps.shard_key(d, ing.release_prefix, seed, cfg.per_type, rewriter, code, dets))
+        def done(d: str, dets: str | None) -> bool:
+            return steps.shard_done(out_dir, steps.shard_key(d, ing.release_prefix, seed, cfg.per_type, rewriter, code, dets))
 
-    futures = [
-        (build_shard if done(d, dets) else refresh).submit(shard, d, ing.release_prefix, seed, cfg.per_type, rewriter, out_dir, code, dets)
-        for shard, d, dets in zip(ing.shards, ing.digests, detections)
-    ]
-    s = write_release(cfg, ing, [f.result() for f in futures])
+        detections = [None] * len(ing.shards)
+        if weights:
+            detections = [f.result() for f in [
+                tr.submit(detect_shard, dict(shard=shard, digest=d, source_root=ing.source_root, weights=weights, name_map=cfg.name_map, conf=detector_conf, out_dir=out_dir))
+                for shard, d in zip(ing.shards, ing.digests)
+            ]]
+        futures = [
+            tr.submit(build_shard if done(d, dets) else refresh,
+                      dict(shard=shard, digest=d, release_prefix=ing.release_prefix, seed=seed, per_type=cfg.per_type, rewriter=rewriter, out_dir=out_dir, code=code, detections=dets))
+            for shard, d, dets in zip(ing.shards, ing.digests, detections)
+        ]
+        results = [f.result() for f in futures]
+    s = write_release(cfg, ing, results)
     _publish(s)
     return s
 

@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline.flows.runners import shard_runner
 from pipeline.longv import steps
 from pipeline.longv.release import write_release
 from pipeline.steps import code_digest
@@ -52,7 +53,7 @@ def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps
     return write_release(cfg, found, results)
 
 
-@flow(name="build-longv-eval", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+@flow(name="build-longv-eval", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)  # for discover and release
 def build_longv_eval(
     videos: str = "synthetic",
     count: int = 3,
@@ -66,18 +67,27 @@ def build_longv_eval(
     rewriter: str = "none",
     strict: bool = False,
     work_dir: str | None = None,
+    runner: str = "threads",
+    dask_address: str | None = None,
+    workers: int = 2,
 ) -> dict:
-    """Build a LongV-EVAL release from a folder of videos (or the synthetic default)."""
+    """Build a LongV-EVAL release from a folder of videos (or the synthetic default).
+
+    ``runner`` (threads, processes, dask, ray), ``dask_address`` and ``workers`` choose where the
+    video tasks run (`pipeline.flows.runners`); the bytes do not depend on it.
+    """
     cfg = steps.LongVConfig(
         videos=videos, count=count, seconds=seconds, seed=seed, out=out, stride=stride, detector=detector,
         name_map=dict(name_map or {}), detector_conf=detector_conf, rewriter=rewriter, strict=strict, work_dir=work_dir,
     )
-    found = discover_videos(cfg)
-    out_dir = cfg.results_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    code = code_digest()
-    futures = [process_video.submit(p, v, cfg, str(out_dir), code) for p, v in zip(found.videos, found.ids)]
-    s = release(cfg, found, [f.result() for f in futures])
+    with shard_runner(runner, dask_address, workers) as tr:  # first: a bad runner or address fails before any work
+        found = discover_videos(cfg)
+        out_dir = cfg.results_dir()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        code = code_digest()
+        futures = [tr.submit(process_video, dict(path=p, vid=v, cfg=cfg, out_dir=str(out_dir), code=code)) for p, v in zip(found.videos, found.ids)]
+        results = [f.result() for f in futures]
+    s = release(cfg, found, results)
     _publish(s)
     return s
 

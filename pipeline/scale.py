@@ -1,0 +1,262 @@
+"""The scale-out profile: PostgreSQL (Debian's packages), a Prefect server on it, a process work pool
+with workers, the build-gcot deployment from this checkout, and Label Studio on PostgreSQL.
+
+    python -m pipeline.scale postgres-up                 # initdb once under .postgres/, start on 127.0.0.1:5433
+    python -m pipeline.scale prefect-server              # Prefect API + UI on PostgreSQL at :4200 (foreground)
+    python -m pipeline.scale deploy                      # build-gcot/local into the process pool `gcot`
+    python -m pipeline.scale worker                      # a worker of that pool (as many as you like)
+    python -m pipeline.scale labelstudio-pg              # Label Studio on PostgreSQL at :8080 (foreground)
+    python -m pipeline.scale postgres-down
+
+PostgreSQL refuses to run as root: as root, ``initdb`` and ``pg_ctl`` run as the ``postgres`` user that
+Debian's package creates (``runuser``), in a folder handed to it. The database superuser is ``gcot``
+with a random password kept in ``<dir>/password`` (mode 600; ``GCOT_PG_PASSWORD`` overrides), never
+printed; connections need it (scram-sha-256), over TCP on 127.0.0.1 and a socket in the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from pipeline import env
+
+env.apply()
+
+REPO = env.REPO
+OWNER = "postgres"  # the unprivileged user Debian's postgresql package creates
+
+
+class PostgresError(RuntimeError):
+    pass
+
+
+def pg_bindir() -> Path | None:
+    """Debian's /usr/lib/postgresql/<version>/bin (newest), else initdb on PATH; GCOT_PG_BIN overrides."""
+    if os.environ.get("GCOT_PG_BIN"):
+        return Path(os.environ["GCOT_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if found:
+        return found[-1].parent
+    exe = shutil.which("initdb")
+    return Path(exe).parent if exe else None
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster of our own in ``root`` (data/, socket, server.log, password)."""
+
+    root: Path
+    port: int = 5433
+    host: str = "127.0.0.1"
+    user: str = "gcot"
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        bindir = pg_bindir()
+        if bindir is None:
+            raise PostgresError("no PostgreSQL binaries found (initdb): `make postgres` installs Debian's postgresql, or set GCOT_PG_BIN")
+        self.bin = bindir
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def password(self) -> str:
+        if os.environ.get("GCOT_PG_PASSWORD"):
+            return os.environ["GCOT_PG_PASSWORD"]
+        return (self.root / "password").read_text().strip()
+
+    def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://{self.user}:{quote(self.password(), safe='')}@{self.host}:{self.port}/{database}"
+
+    def _owned(self, cmd: list[str]) -> list[str]:
+        """As root, run as the unprivileged owner (PostgreSQL refuses root)."""
+        if os.geteuid() != 0:
+            return cmd
+        if shutil.which("runuser") is None:
+            raise PostgresError("running as root needs `runuser` (util-linux) to start PostgreSQL as the postgres user")
+        return ["runuser", "-u", OWNER, "--", *cmd]
+
+    def _run(self, cmd: list[str], owned: bool = True, **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run(self._owned(cmd) if owned else cmd, capture_output=True, text=True, **kw)
+        if r.returncode != 0:
+            raise PostgresError(f"{Path(cmd[0]).name} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}")
+        return r
+
+    def init(self) -> Postgres:
+        """initdb once (a folder that already holds a cluster is kept)."""
+        if (self.data / "PG_VERSION").is_file():
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        pw = self.root / "password"
+        if not pw.is_file():
+            pw.touch(mode=0o600)
+            pw.write_text(os.environ.get("GCOT_PG_PASSWORD") or secrets.token_urlsafe(18))
+        pwfile = self.root / ".initdb-pw"  # readable by the owner for initdb only
+        pwfile.write_text(self.password() + "\n")
+        if os.geteuid() == 0:
+            for parent in self.root.parents:  # the owner must reach its folder
+                if not parent.stat().st_mode & 0o001:
+                    raise PostgresError(f"{parent} is closed to other users (mode {parent.stat().st_mode & 0o777:o}): the {OWNER} user cannot reach {self.root}; choose a folder under an open one (e.g. /tmp or the repo)")
+            shutil.chown(self.root, OWNER, OWNER)
+            shutil.chown(pwfile, OWNER, OWNER)
+            self.root.chmod(0o700)
+        try:
+            self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        return self
+
+    def running(self) -> bool:
+        r = subprocess.run(self._owned([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]), capture_output=True, text=True)
+        return r.returncode == 0
+
+    def start(self, wait_s: int = 60) -> Postgres:
+        self.init()
+        if not self.running():
+            opts = f"-p {self.port} -k {self.root} -c listen_addresses={self.host}"
+            self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", str(wait_s), "start"])
+        return self
+
+    def stop(self) -> None:
+        if self.data.is_dir() and self.running():
+            self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    def _client_env(self) -> dict[str, str]:
+        return {**os.environ, "PGPASSWORD": self.password(), "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user}
+
+    def create_database(self, name: str) -> None:
+        """Create ``name`` unless it exists."""
+        exists = self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'", "postgres")
+        if not exists:
+            self._run([str(self.bin / "createdb"), name], owned=False, env=self._client_env())
+
+    def sql(self, query: str, database: str) -> str:
+        """One query through psql; its rows, one a line, fields separated by |."""
+        return self._run([str(self.bin / "psql"), "-X", "-At", "-d", database, "-c", query], owned=False, env=self._client_env()).stdout.strip()
+
+
+# ---------------------------------------------------------------- Prefect on PostgreSQL, pool, worker
+
+
+def prefect_server_env(pg: Postgres, host: str, port: int) -> dict[str, str]:
+    """The server's environment: its database is PostgreSQL (``prefect`` database of the cluster)."""
+    return {**os.environ, "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect"), "PREFECT_API_URL": f"http://{host}:{port}/api"}
+
+
+def _prefect(*args: str, env_: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "prefect"
+    r = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env_ or os.environ.copy())
+    if check and r.returncode != 0:
+        raise RuntimeError(f"prefect {' '.join(args)} failed: {(r.stderr or r.stdout).strip()[-800:]}")
+    return r
+
+
+def ensure_pool(pool: str) -> None:
+    """A work pool of type ``process`` (flow runs as subprocesses of the worker)."""
+    if _prefect("work-pool", "inspect", pool, check=False).returncode != 0:
+        _prefect("work-pool", "create", pool, "--type", "process")
+
+
+def deploy(pool: str, name: str = "local", source: Path = REPO) -> str:
+    """build-gcot/<name> from this checkout into ``pool``; workers load the flow from ``source``
+    (one machine, or the same path on a shared file system)."""
+    from prefect import flow as _flow
+
+    ensure_pool(pool)
+    f = _flow.from_source(source=str(source), entrypoint="pipeline/flows/build_gcot.py:build_gcot")
+    f.deploy(name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, ignore_warnings=True)
+    return f"{f.name}/{name}"
+
+
+def worker_command(pool: str, limit: int | None = None) -> list[str]:
+    cmd = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+    return cmd + (["--limit", str(limit)] if limit else [])
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg-dir", default=str(REPO / ".postgres"), help="the PostgreSQL cluster's folder [default: %(default)s]")
+    p.add_argument("--pg-port", type=int, default=5433, help="[default: %(default)s]")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("postgres-up", help="initdb (once) and start PostgreSQL; create the prefect and labelstudio databases")
+    sub.add_parser("postgres-down", help="stop PostgreSQL")
+    s = sub.add_parser("prefect-server", help="Prefect server on PostgreSQL (foreground)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=4200)
+    d = sub.add_parser("deploy", help="the build-gcot deployment from this checkout into a process work pool")
+    d.add_argument("--pool", default="gcot")
+    d.add_argument("--name", default="local")
+    w = sub.add_parser("worker", help="a process worker of the pool (foreground; start several)")
+    w.add_argument("--pool", default="gcot")
+    w.add_argument("--limit", type=int, default=None, help="flow runs at a time")
+    ls = sub.add_parser("labelstudio-pg", help="Label Studio on PostgreSQL (foreground)")
+    ls.add_argument("--host", default="127.0.0.1")
+    ls.add_argument("--port", type=int, default=8080)
+    ls.add_argument("--data-dir", default=str(REPO / ".labelstudio-pg"))
+    a = p.parse_args(argv)
+
+    try:
+        if a.command in ("deploy", "worker"):
+            if not os.environ.get("PREFECT_API_URL"):
+                print("error: set PREFECT_API_URL to the server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
+                return 2
+            if a.command == "deploy":
+                print(f"deployment {deploy(a.pool, a.name)} in work pool {a.pool}; start workers: python -m pipeline.scale worker --pool {a.pool}")
+                return 0
+            ensure_pool(a.pool)
+            os.execv(worker_command(a.pool, a.limit)[0], worker_command(a.pool, a.limit))
+        pg = Postgres(Path(a.pg_dir), a.pg_port)
+        if a.command == "postgres-up":
+            pg.start()
+            for db in ("prefect", "labelstudio"):
+                pg.create_database(db)
+            print(f"PostgreSQL on {pg.host}:{pg.port} (folder {pg.root}, user {pg.user}, password in {pg.root / 'password'}); databases prefect, labelstudio")
+            return 0
+        if a.command == "postgres-down":
+            pg.stop()
+            return 0
+        if a.command == "prefect-server":
+            from pipeline.flows.serve import start_server
+
+            home = Path(os.environ["PREFECT_HOME"])
+            home.mkdir(parents=True, exist_ok=True)
+            proc = start_server(a.host, a.port, log_file=home / "server-pg.log", env=prefect_server_env(pg, a.host, a.port))
+            print(f"Prefect server on PostgreSQL: http://{a.host}:{a.port} (log {home / 'server-pg.log'})\n"
+                  f"  export PREFECT_API_URL=http://{a.host}:{a.port}/api", flush=True)
+            return _wait(proc)
+        if a.command == "labelstudio-pg":
+            from annotation.server import LabelStudioServer
+
+            server = LabelStudioServer(a.data_dir, Path(a.data_dir) / "files", a.host, a.port, database_url=pg.url("labelstudio", "postgresql"))
+            server.start()
+            print(f"Label Studio on PostgreSQL: {server.url} (login {server.credentials.username}; password in {server.data_dir / 'credentials.json'})", flush=True)
+            return _wait(server.proc)
+    except (PostgresError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(30)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
