@@ -303,7 +303,8 @@ class Recipe:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.log = state["step"], state["log"]
-        print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
+        if self.dist.main:
+            print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
 
     def train(self) -> None:
         from tqdm import tqdm
