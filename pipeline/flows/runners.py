@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 KINDS = ("threads", "processes", "dask", "ray")
 
+# A local Dask cluster: one thread per worker process (shards are CPU-bound Python; threads would
+# share one GIL). The scheduler's HTTP server always starts: on a free port, without the dashboard,
+# so two clusters on one machine do not fight over 8787.
+LOCAL_CLUSTER = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0", "scheduler_kwargs": {"dashboard": False}}
+
 
 class RunnerError(ValueError):
     """A runner choice that cannot work (unknown kind, unreachable scheduler, missing package)."""
@@ -69,9 +74,7 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
         if address:
             _check_reachable(address)
             return DaskTaskRunner(address=address)
-        # One thread per worker process: shards are CPU-bound Python, threads would share one GIL.
-        # No dashboard: nothing listens on a port it does not need.
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1, "dashboard_address": None})
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, **LOCAL_CLUSTER})
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
