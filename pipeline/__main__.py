@@ -12,6 +12,8 @@ from pipeline import env
 
 env.apply()
 
+from pipeline.flows import runners  # noqa: E402  (light: Prefect and Dask load only when a runner is made)
+
 log = logging.getLogger("pipeline")
 
 
@@ -50,13 +52,11 @@ def cmd_build(a: argparse.Namespace) -> int:
 
             s = run_plain(BuildConfig(**kwargs))
         else:
-            from pipeline.flows.runners import make_task_runner
-
-            make_task_runner(a.runner, a.dask_address, a.workers)  # a bad choice or address: one line, before any server starts
+            placement = runners.from_arguments(a)  # a bad choice or address: one line, before any server starts
             print("build-gcot runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
             from pipeline.flows.build_gcot import build_gcot
 
-            s = build_gcot(**kwargs, runner=a.runner, dask_address=a.dask_address, workers=a.workers)
+            s = build_gcot(**kwargs, **placement)
     except (SourceError, DetectorError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--name-map", default=None, help='JSON object renaming detector classes to scene-graph nouns, e.g. \'{"person": "man"}\'')
     b.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
     b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
-    b.add_argument("--runner", choices=["threads", "processes", "dask", "ray"], default="threads", help="where shard tasks run: threads or processes on this machine, a Dask cluster (local processes, or --dask-address), Ray (uv sync --extra ray) [default: %(default)s]")
-    b.add_argument("--dask-address", default=None, metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); without it a local cluster of --workers processes starts")
-    b.add_argument("--workers", type=int, default=2, help="threads, processes or local cluster workers [default: %(default)s]")
+    runners.add_arguments(b)
     b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.set_defaults(func=cmd_build)
