@@ -68,6 +68,7 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
+    from pipeline.flows.runners import LOCAL_CLUSTER
     from pipeline.flows.serve import start_server
     from pipeline.sources.synthetic import write_synthetic_vg
 
@@ -85,7 +86,7 @@ def main() -> None:
     try:
         from pipeline.flows.build_gcot import build_gcot
 
-        clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) for n in (1, 2)}
+        clusters = {n: LocalCluster(n_workers=n, **LOCAL_CLUSTER) for n in (1, 2)}
         try:
             for cluster in clusters.values():
                 with Client(cluster) as client:

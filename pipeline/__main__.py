@@ -12,6 +12,8 @@ from pipeline import env
 
 env.apply()
 
+from pipeline.flows import runners  # noqa: E402  (light: Prefect and Dask load only when a runner is made)
+
 log = logging.getLogger("pipeline")
 
 
@@ -49,11 +51,9 @@ def _build(a: argparse.Namespace, name: str, kwargs: dict, plain, flow_fn, error
     try:
         if a.no_prefect:
             return plain(kwargs)
-        from pipeline.flows.runners import make_task_runner
-
-        make_task_runner(a.runner, a.dask_address, a.workers)  # a bad choice or address: one line, before any server starts
+        placement = runners.from_arguments(a)  # a bad choice or address: one line, before any server starts
         print(f"{name} runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
-        return flow_fn()(**kwargs, runner=a.runner, dask_address=a.dask_address, workers=a.workers)
+        return flow_fn()(**kwargs, **placement)
     except (DetectorError, ValueError, FileNotFoundError, *errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
@@ -207,12 +207,6 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return serve_local(a.host, a.port, a.name, start_server=not a.no_server)
 
 
-def _runner_args(p: argparse.ArgumentParser, unit: str) -> None:
-    p.add_argument("--runner", choices=["threads", "processes", "dask", "ray"], default="threads", help=f"where {unit} tasks run: threads or processes on this machine, a Dask cluster (local processes, or --dask-address), Ray (uv sync --extra ray) [default: %(default)s]")
-    p.add_argument("--dask-address", default=None, metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); without it a local cluster of --workers processes starts")
-    p.add_argument("--workers", type=int, default=2, help="threads, processes or local cluster workers [default: %(default)s]")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline", description="gcot-forge: build, convert and serve grounded chain-of-thought data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -231,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--work-dir", default=None, help="rendered videos and per-video results [default: <out's parent>/.gcot-work]")
     lv.add_argument("--strict", action="store_true", help="stop at the first bad video instead of recording it and going on")
     lv.add_argument("--no-prefect", action="store_true", help="run the steps as plain functions, without Prefect")
-    _runner_args(lv, "video")
+    runners.add_arguments(lv)
     lv.add_argument("--json", action="store_true", help="print the summary as JSON")
     lv.set_defaults(func=cmd_build_longv)
 
@@ -256,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--name-map", default=None, help='JSON object renaming detector classes to scene-graph nouns, e.g. \'{"person": "man"}\'')
     b.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
     b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
-    _runner_args(b, "shard")
+    runners.add_arguments(b)
     b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.set_defaults(func=cmd_build)

@@ -152,18 +152,22 @@ def prefect_server_env(pg: Postgres, host: str, port: int) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect"), "PREFECT_API_URL": f"http://{host}:{port}/api"}
 
 
-def _prefect(*args: str, env_: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "prefect"
-    r = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env_ or os.environ.copy())
-    if check and r.returncode != 0:
-        raise RuntimeError(f"prefect {' '.join(args)} failed: {(r.stderr or r.stdout).strip()[-800:]}")
-    return r
-
-
 def ensure_pool(pool: str) -> None:
-    """A work pool of type ``process`` (flow runs as subprocesses of the worker)."""
-    if _prefect("work-pool", "inspect", pool, check=False).returncode != 0:
-        _prefect("work-pool", "create", pool, "--type", "process")
+    """A work pool of type ``process`` (flow runs as subprocesses of the worker), as
+    `prefect work-pool create NAME --type process` makes it, unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as c:
+        try:
+            c.read_work_pool(pool)
+        except ObjectNotFound:
+            try:
+                c.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
+            except ObjectAlreadyExists:  # a worker or a deploy beside us made it first
+                pass
 
 
 def deploy(pool: str, name: str = "local", source: Path = REPO) -> str:

@@ -12,7 +12,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.flows.build_gcot import build_gcot
-from pipeline.flows.runners import RunnerError, make_task_runner
+from pipeline.flows.runners import LOCAL_CLUSTER, RunnerError, make_task_runner
 
 # 90 images in shards of 15: 6 shard tasks, 3 for each of the 2 workers.
 KW = dict(source="synthetic", images=90, seed=5, shard_size=15)
@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
     results = tmp_path / "work" / "shard_results"
     # allowed-failures 0: the scheduler does not retry a task whose worker died (Dask's default, 3,
     # would absorb the loss within the run); here the run must fail and the rerun must finish it.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, **LOCAL_CLUSTER) as cluster, Client(cluster) as client:
         client.run_on_scheduler(_no_retries)
         client.register_plugin(KillMidShard())
         state = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, return_state=True, **KW)

@@ -14,7 +14,9 @@ evaluation of the test split (`eval/report.md`).
 Data-parallel over several processes (CPU: gloo; CUDA: nccl, one GPU per process):
 
     torchrun --nproc_per_node 2 training/finetune.py --config training/configs/tiny_cpu.yaml
-    accelerate launch --cpu --num_processes 2 training/finetune.py --config training/configs/tiny_cpu.yaml
+    accelerate launch --multi_gpu --num_processes 2 training/finetune.py --config training/configs/tiny_cpu.yaml
+
+(``--multi_gpu`` is accelerate's torchrun launcher, gloo on a CPU machine too; ``--cpu`` starts one process.)
 
 ``batch_size`` stays the global batch: each step every process takes its slice of the same sampled
 batch, the gradients are summed across processes with each process's loss weighted by its share of
@@ -303,7 +305,8 @@ class Recipe:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.log = state["step"], state["log"]
-        print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
+        if self.dist.main:
+            print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
 
     def train(self) -> None:
         from tqdm import tqdm
@@ -319,10 +322,12 @@ class Recipe:
                 # the gradients summed over processes are those of the single-process mean.
                 n = self.dist.sum_(self.torch.tensor([self._answer_tokens(batch), int(batch["attention_mask"].sum())]))
                 share = self._answer_tokens(batch) / max(1, int(n[0])) if self.dist.world > 1 else 1.0
+                tokens += int(n[1])
+                if share == 0:  # no answer token in this process's slice: nothing to add (the mean would be NaN)
+                    continue
                 loss = self.loss(batch) * share / cfg.grad_accum
                 loss.backward()
                 total += loss.detach().item()
-                tokens += int(n[1])
             if self.dist.world > 1:
                 self._sum_gradients()
                 total = float(self.dist.sum_(self.torch.tensor([total], dtype=self.torch.float64))[0])
@@ -347,7 +352,11 @@ class Recipe:
         """One all-reduce of every trainable gradient, flattened (LoRA + saved modules: small)."""
         from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-        grads = [p.grad for p in self.model.parameters() if p.requires_grad and p.grad is not None]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in params:  # the same tensors in the same order on every process, even one that had no loss
+            if p.grad is None:
+                p.grad = self.torch.zeros_like(p)
+        grads = [p.grad for p in params]
         flat = self.dist.sum_(_flatten_dense_tensors(grads))
         for g, s in zip(grads, _unflatten_dense_tensors(flat, grads)):
             g.copy_(s)

@@ -16,17 +16,25 @@ or a shared file system) and the Prefect API.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from prefect.task_runners import TaskRunner
+if TYPE_CHECKING:  # the CLI imports this module for its flags; Prefect loads only when a runner is made
+    from prefect.task_runners import TaskRunner
 
 log = logging.getLogger(__name__)
 
 KINDS = ("threads", "processes", "dask", "ray")
+
+# A local Dask cluster: one thread per worker process (shards are CPU-bound Python; threads would
+# share one GIL). The scheduler's HTTP server always starts: on a free port, without the dashboard,
+# so two clusters on one machine do not fight over 8787.
+LOCAL_CLUSTER = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0", "scheduler_kwargs": {"dashboard": False}}
 
 
 class RunnerError(ValueError):
@@ -69,9 +77,7 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
         if address:
             _check_reachable(address)
             return DaskTaskRunner(address=address)
-        # One thread per worker process: shards are CPU-bound Python, threads would share one GIL.
-        # No dashboard: nothing listens on a port it does not need.
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1, "dashboard_address": None})
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, **LOCAL_CLUSTER})
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
@@ -87,3 +93,17 @@ def shard_runner(kind: str = "threads", address: str | None = None, workers: int
     log.info("shard tasks on %s%s", kind, f" at {address}" if address else f" ({workers} workers)")
     with runner:
         yield runner
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The same three flags on every command that runs a flow of shards (build-gcot, build-longv-eval)."""
+    p.add_argument("--runner", choices=KINDS, default="threads", help="where shard tasks run: threads or processes on this machine, a Dask cluster (local processes, or --dask-address), Ray (uv sync --extra ray) [default: %(default)s]")
+    p.add_argument("--dask-address", default=None, metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); without it a local cluster of --workers processes starts")
+    p.add_argument("--workers", type=int, default=2, help="threads, processes or local cluster workers [default: %(default)s]")
+
+
+def from_arguments(a: argparse.Namespace) -> dict:
+    """The flow parameters from those flags, checked now: a bad choice or an unreachable scheduler is a
+    one-line error (RunnerError) before any server or cluster starts."""
+    make_task_runner(a.runner, a.dask_address, a.workers)
+    return {"runner": a.runner, "dask_address": a.dask_address, "workers": a.workers}
