@@ -66,6 +66,16 @@ def attention_mass_reference(q, k, query_weight, key_valid=None, causal=True, he
     return torch.einsum("bq,bqk->bk", query_weight.float(), p)
 
 
+def attention_lse(q, k, key_valid=None, causal=True, scale=None) -> torch.Tensor:
+    """Dispatcher of the log-sum-exp pass alone, for callers that weigh several query subsets."""
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if not use_triton(q, k):
+        return attention_lse_reference(q, k, key_valid, causal, scale)
+    from kernels import attention_mass_triton as tri
+
+    return tri.attention_lse(q, k, key_valid, causal, scale)
+
+
 def attention_mass(q, k, query_weight, key_valid=None, causal=True, head_reduce="max", scale=None, lse=None) -> torch.Tensor:
     """Dispatcher: Triton (lse pass + mass pass) on CUDA, the reference elsewhere. Returns [B, Nk] float32.
 
@@ -74,7 +84,7 @@ def attention_mass(q, k, query_weight, key_valid=None, causal=True, head_reduce=
     """
     _check(q, k, query_weight, key_valid, head_reduce)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    if not use_triton(q, k):
+    if not use_triton(q, k):  # the reference recomputes lse itself; a given one is for the kernel path
         return attention_mass_reference(q, k, query_weight, key_valid, causal, head_reduce, scale)
     from kernels import attention_mass_triton as tri
 
