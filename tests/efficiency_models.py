@@ -29,7 +29,7 @@ def tiny_llava(layers: int = 3, image_size: int = 24, patch: int = 8, hidden: in
 def ragged_batch(n_img: int = 9, seed: int = 0, left_pad: bool = True) -> dict:
     """Three samples, different system prefixes, question lengths and padding; labels on the last 3 tokens."""
     g = torch.Generator().manual_seed(seed)
-    shapes = [(2, 7), (4, 3), (1, 11)]  # (system tokens, text tokens) per sample: no shared offset
+    shapes = [(2, 7), (4, 5), (1, 11)]  # (system tokens, text tokens) per sample: no shared offset
     rows = [torch.cat([torch.randint(6, 64, (s,), generator=g), torch.full((n_img,), IMAGE_TOKEN), torch.randint(6, 64, (t,), generator=g)]) for s, t in shapes]
     n = max(len(r) for r in rows)
     ids = torch.full((3, n), PAD)

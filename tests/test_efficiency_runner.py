@@ -19,12 +19,12 @@ def model():
 def test_spans_per_sample_without_offsets():
     batch = ragged_batch()
     s = find_spans(batch["input_ids"], batch["attention_mask"], IMAGE_TOKEN)
-    # left padding: lengths 18, 16, 21 in a row of 21
-    assert s.vision.tolist() == [[5, 14], [9, 18], [1, 10]]
-    assert s.text.tolist() == [[14, 21], [18, 21], [10, 21]]
-    assert s.system.tolist() == [[3, 5], [5, 9], [0, 1]]
+    # left padding: lengths 18, 18, 21 in a row of 21
+    assert s.vision.tolist() == [[5, 14], [7, 16], [1, 10]]
+    assert s.text.tolist() == [[14, 21], [16, 21], [10, 21]]
+    assert s.system.tolist() == [[3, 5], [3, 7], [0, 1]]
     right = ragged_batch(left_pad=False)
-    assert find_spans(right["input_ids"], right["attention_mask"], IMAGE_TOKEN).text.tolist() == [[11, 18], [13, 16], [10, 21]]
+    assert find_spans(right["input_ids"], right["attention_mask"], IMAGE_TOKEN).text.tolist() == [[11, 18], [13, 18], [10, 21]]
     ids = batch["input_ids"].clone()
     ids[0, 8] = 7
     with pytest.raises(ValueError, match=r"samples \[0\] have image tokens that are not one contiguous run"):
@@ -72,10 +72,10 @@ def test_dropping_keeps_positions_and_equals_a_run_without_those_tokens(model):
         got = res.hidden[b][res.state.valid[b]]
         assert torch.allclose(got, slow[b], atol=1e-4)
         assert res.state.position_ids[b][res.state.valid[b]].tolist() == state.position_ids[b][state.valid[b] & ~state.vision[b]].tolist()
-    assert [int(t.n_attn[0]) for t in res.trace] == [9, 9, 9] and [int(t.n_vision_attn[2]) for t in res.trace] == [0, 0, 0]
+    assert [int(t.n_attn[0]) for t in res.trace] == [9, 9, 9] and [int(t.n_attn[1]) for t in res.trace] == [9, 9, 9] and [int(t.n_vision_attn[2]) for t in res.trace] == [0, 0, 0]
     with torch.no_grad():
         mid, _ = runner.forward(batch, _DropVisionAfter(1))
-    assert [(int(t.n_attn[1]), int(t.n_mlp[1])) for t in mid.trace] == [(16, 16), (16, 7), (7, 7)]
+    assert [(int(t.n_attn[1]), int(t.n_mlp[1])) for t in mid.trace] == [(18, 18), (18, 9), (9, 9)]
 
 
 def test_analytic_flops_equal_flop_counter(model):
@@ -99,15 +99,15 @@ def test_measured_flops_follow_the_tokens_each_layer_ran(model):
         res, _ = runner.forward(batch, _DropVisionAfter(1))
     from torch.utils.flop_counter import FlopCounterMode
 
-    # sample 1 alone, dense, through the counter: layers with 16 tokens, then 16 -> 7, then 7
+    # sample 1 alone, dense, through the counter: layers with 18 tokens, then 18 -> 9, then 9
     shape = runner.shape
-    x = torch.randn(1, 16, shape.hidden)
+    x = torch.randn(1, 18, shape.hidden)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         lm = runner.lm
-        pe = lm.rotary_emb(x, torch.arange(16)[None])
+        pe = lm.rotary_emb(x, torch.arange(18)[None])
         h = lm.layers[0](x, position_embeddings=pe)
         h = h + lm.layers[1].self_attn(lm.layers[1].input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
-        h = h[:, :7]
+        h = h[:, :9]
         h = h + lm.layers[1].mlp(lm.layers[1].post_attention_layernorm(h))
-        lm.layers[2](h, position_embeddings=lm.rotary_emb(h, torch.arange(7)[None]))
+        lm.layers[2](h, position_embeddings=lm.rotary_emb(h, torch.arange(9)[None]))
     assert res.flops(shape)[1].item() == fc.get_total_flops()

@@ -68,3 +68,17 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pos[b] = where[0] if len(where) else 0  # padding slots repeat a real position, so lookups stay valid
         pos[b, : counts[b]] = where
     return pos, valid
+
+
+def answer_logits(runner, result, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced answer predictions of a run: (logits [B, P, V], targets [B, P], valid [B, P])."""
+    pos, valid = answer_positions(batch["labels"])
+    logits = runner.logits(result.hidden_at(pos)).float()
+    targets = torch.gather(batch["labels"], 1, (pos + 1).clamp(max=batch["labels"].shape[1] - 1))
+    return logits, targets.masked_fill(~valid, 0), valid
+
+
+def per_sample_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per sample [B] over its valid answer tokens."""
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, P]
+    return (ce * valid).sum(1) / valid.sum(1).clamp(min=1)
