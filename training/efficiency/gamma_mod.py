@@ -12,6 +12,9 @@ tokens the layer's MLP output is scaled by p (text tokens are not routed: scale 
 router gets a gradient from the LM loss. Aux loss: cross-entropy of the router logits of routable tokens
 against top-k membership, weight 0.01.
 
+``prefill = "topk"`` evaluates with the training capacity instead of the threshold (to see what the
+routing costs when the router is not yet confident enough to push p below 0.005).
+
 Not done: decoding with a KV cache (the paper skips a layer at a decode step when p < 0.5); the runner
 measures prefill.
 """
@@ -85,6 +88,7 @@ class MoDPolicy(Policy, nn.Module):
         nn.Module.__init__(self)
         self.router = nn.Linear(hidden_size, 2)
         self.mod_layers, self.capacity, self.threshold = set(mod_layers), capacity, threshold
+        self.prefill = "threshold"  # at inference: "threshold" (the paper's p > 0.005) or "topk" (the training capacity)
         self.aux: list[torch.Tensor] = []  # per MoD layer of the last run
 
     def route(self, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,7 +96,7 @@ class MoDPolicy(Policy, nn.Module):
         logits = self.router(state.hidden.float())
         p = torch.softmax(logits, -1)[..., 1]
         routable = ~state.text & state.valid  # system + image tokens
-        if self.training:
+        if self.training or self.prefill == "topk":
             k = torch.tensor([math.ceil(self.capacity * int(n)) for n in routable.sum(1)], device=p.device)
             chosen = topk_indices(p.detach(), k, routable)
         else:

@@ -139,6 +139,9 @@ def run_gamma_mod(s: Session, out: Path) -> dict:
     hist = gamma_mod.finetune(s.runner, policy, s.fit, cfg.mod_steps, cfg.mod_lr, cfg.router_lr, cfg.seed)
     torch.save({"router": policy.state_dict(), "layers": s.runner.layers.state_dict(), "mod_layers": layers}, out / "gamma_mod.pt")
     row = s.measure(_policy_run(s.runner, policy))
+    policy.prefill = "topk"
+    row["topk"] = s.measure(_policy_run(s.runner, policy))
+    policy.prefill = "threshold"
     return {"setting": f"MoD layers {layers}", "arank": [round(r, 2) for r in ranks], "lm_first": hist[0]["lm"], "lm_last": hist[-1]["lm"], **row}
 
 
