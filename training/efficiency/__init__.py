@@ -4,3 +4,5 @@
 `data` (release batches and the fine-tuned model), and one module per method: `fitprune`, `gprune`,
 `dyvte`, `gamma_mod`, `roe`, `flashsloth`. The CLI is ``python -m training.efficiency METHOD``.
 """
+
+METHODS = ("fitprune", "gprune", "dyvte", "gamma-mod", "roe")  # the CLI's stages

@@ -32,7 +32,7 @@ from pipeline import env  # noqa: E402
 
 env.apply()
 
-from training.efficiency.stages import METHODS, load_config, run  # noqa: E402
+from training.efficiency import METHODS  # noqa: E402  (light: --help imports no torch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. flops_budget=0.3")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from training.efficiency.stages import load_config, run
+
     flags = [f"{k}={v}" for k, v in (("model", a.model), ("data", a.data), ("out", a.out)) if v]
     cfg = load_config(a.config, [f"method={a.method}"] + a.overrides + flags)
     if not a.out and not any(o.startswith("out=") for o in a.overrides) and cfg.out == "runs/efficiency":

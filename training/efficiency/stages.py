@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from training.efficiency import dyvte, fitprune, gamma_mod, gprune, roe
+from training.efficiency import METHODS, dyvte, fitprune, gamma_mod, gprune, roe
 from training.efficiency.data import load_model, release_batches
 from training.efficiency.evaluate import Reference, compare, reference
 from training.efficiency.runner import DecoderRunner
 
 log = logging.getLogger(__name__)
-METHODS = ("fitprune", "gprune", "dyvte", "gamma-mod", "roe")
 
 
 @dataclass
