@@ -33,7 +33,7 @@ def eager_maps(model, batch) -> list[torch.Tensor]:
 
 def slow_stats(model, batch):
     """[sample][layer] -> (cross, self) lists over the sample's visual tokens, by loops over the eager map."""
-    spans = find_spans(batch["input_ids"], batch["attention_mask"], model.config.image_token_id)
+    spans = find_spans(batch["input_ids"], batch["attention_mask"], model.config.image_token_id, batch["labels"])  # text = instruction
     maps = eager_maps(model, batch)
     out = []
     for b in range(batch["input_ids"].shape[0]):
@@ -70,7 +70,7 @@ def test_drop_set_by_hand():
 
 
 def slow_calibration(stats, d, m, layers, budget_fraction):
-    """FitPrune's search by a linear scan over alpha, with the paper's formula, on plain lists."""
+    """FitPrune's search written out on plain lists, with the paper's formula."""
     def macs(n_in, n_out):
         return 4 * n_in * d * d + 2 * n_in * n_in * d + 3 * n_out * d * m
 
@@ -83,8 +83,8 @@ def slow_calibration(stats, d, m, layers, budget_fraction):
 
     n_vis = len(stats[0][0][0])
     budget = budget_fraction * forecast(n_vis, [])
-    for step in range(101):
-        alpha = step / 100
+
+    def recipe(alpha):
         per_sample = []
         for sample in stats:
             remaining = list(range(n_vis))
@@ -107,14 +107,21 @@ def slow_calibration(stats, d, m, layers, budget_fraction):
                 remaining = [j for j in remaining if j not in gone]
                 drops.append(len(gone))
             per_sample.append(drops)
-        recipe = [round(sum(s[i] for s in per_sample) / len(per_sample)) for i in range(layers)]
-        if forecast(n_vis, recipe) <= budget:
-            return alpha, recipe
-    return None
+        return [round(sum(s[i] for s in per_sample) / len(per_sample)) for i in range(layers)]
+
+    def fits(step):
+        return forecast(n_vis, recipe(step / 100)) <= budget
+
+    lo, hi = 0, 100  # the official binary search on the 0.01 grid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    assert fits(hi) and (hi == 0 or not fits(hi - 1))  # a boundary: one step less does not fit
+    return hi / 100, recipe(hi / 100)
 
 
 @pytest.mark.parametrize("budget", [0.5, 0.7])
-def test_calibration_equals_a_linear_scan_and_inference_meets_the_budget(model, budget):
+def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model, budget):
     batches = [ragged_batch(seed=s) for s in (0, 1)]
     runner = DecoderRunner(model)
     recipe = calibrate(runner, batches, budget)

@@ -60,18 +60,19 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
     pol = MoDPolicy(32, [1])
     pol.train()
     with torch.no_grad():
-        state, spans = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, spans = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
         x = runner.run(state, stop=1, final_norm=False).state  # input of layer 1
+        forced = x.text | x.answer
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
         logits = pol.router(x.hidden)
         p = torch.softmax(logits, -1)[..., 1]
         layer = runner.layers[1]
         for b in range(3):
             v = x.valid[b]
-            routable = [i for i in range(x.hidden.shape[1]) if v[i] and not x.text[b, i]]
+            routable = [i for i in range(x.hidden.shape[1]) if v[i] and not forced[b, i]]
             k = math.ceil(0.5 * len(routable))
             top = sorted(sorted(routable, key=lambda i: -float(p[b, i]))[:k])
-            go = sorted(top + [i for i in range(x.hidden.shape[1]) if v[i] and x.text[b, i]])
+            go = sorted(top + [i for i in range(x.hidden.shape[1]) if v[i] and forced[b, i]])
             h = x.hidden[b:b + 1, go]
             pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, go])
             h = h + layer.self_attn(layer.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
@@ -83,7 +84,7 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
             assert torch.equal(out[skipped], x.hidden[b, skipped])  # skipped tokens pass unchanged
             assert res.trace[0].n_attn[b].item() == len(go)
         member = torch.zeros_like(p)
-        routable_mask = x.valid & ~x.text
+        routable_mask = x.valid & ~forced
         for b in range(3):
             idx = torch.nonzero(routable_mask[b]).flatten()
             member[b, idx[torch.argsort(-p[b, idx], stable=True)[: math.ceil(0.5 * len(idx))]]] = 1
@@ -94,7 +95,7 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
     with torch.no_grad():
         pol.router.bias.copy_(torch.tensor([10.0, -10.0]))  # p ~ 2e-9 < 0.005: every routable token skips
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
-    assert res.trace[0].n_attn.tolist() == (x.valid & x.text).sum(1).tolist()
+    assert res.trace[0].n_attn.tolist() == (x.valid & forced).sum(1).tolist()
 
 
 def test_mod_finetuning_lowers_the_aux_loss():

@@ -25,6 +25,8 @@ def test_spans_per_sample_without_offsets():
     assert s.system.tolist() == [[3, 5], [3, 7], [0, 1]]
     right = ragged_batch(left_pad=False)
     assert find_spans(right["input_ids"], right["attention_mask"], IMAGE_TOKEN).text.tolist() == [[11, 18], [13, 18], [10, 21]]
+    with_answer = find_spans(batch["input_ids"], batch["attention_mask"], IMAGE_TOKEN, batch["labels"])  # the last 3 tokens
+    assert with_answer.text.tolist() == [[14, 18], [16, 18], [10, 18]] and with_answer.answer.tolist() == [[18, 21]] * 3
     ids = batch["input_ids"].clone()
     ids[0, 8] = 7
     with pytest.raises(ValueError, match=r"samples \[0\] have image tokens that are not one contiguous run"):

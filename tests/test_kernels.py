@@ -57,6 +57,7 @@ def interpreted_outputs() -> dict:
     q2, k2, w2, kv2 = c["selfattn"]
     out["selfattn"] = attention_mass(q2, k2, w2, kv2, True, "sum")
     out["selfattn-given-lse"] = attention_mass(q2, k2, w2, kv2, True, "sum", lse=attention_lse_reference(q2, k2, kv2, True))
+    out["multi"] = attention_mass(q, k, torch.stack([w, 1 - w], 1), kv, True, "max")  # two subsets, one lse
     out["cos"] = max_cosine(*c["cos"])
     return out
 
@@ -91,6 +92,16 @@ def test_attention_mass_kernel_matches_reference(interpreted, causal, head_reduc
     assert got.shape == (2, 53) and ref.abs().max() > 0.05
     assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
     assert (got[1, :11] == 0).all() and got[0, 40] == 0  # masked keys receive nothing
+
+
+def test_attention_mass_several_subsets_at_once(interpreted):
+    q, k, weight, key_valid = _cases()["mass"]
+    both = torch.stack([weight, 1 - weight], 1)  # [B, 2, Nq]
+    ref = attention_mass_reference(q, k, both, key_valid, True, "max")
+    assert ref.shape == (2, 2, 53)
+    assert torch.allclose(ref[:, 0], attention_mass_reference(q, k, weight, key_valid, True, "max"), atol=1e-6)
+    assert torch.allclose(ref[:, 1], attention_mass_reference(q, k, 1 - weight, key_valid, True, "max"), atol=1e-6)
+    assert torch.allclose(interpreted["multi"], ref, atol=1e-5)
 
 
 def test_attention_mass_kernel_fully_masked_rows_and_given_lse(interpreted):

@@ -65,7 +65,7 @@ def gate_dataset(runner: DecoderRunner, batches: list[dict]) -> list[list[tuple[
     """[layer] -> list of (features [B, 2D], labels [B]) over the batches (the LLM is frozen: computed once)."""
     data: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in runner.layers]
     for batch in batches:
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
         for layer in range(len(runner.layers)):
             data[layer].append((gate_features(state), exit_labels(runner, state, layer, batch)))
             state = runner.run(state, start=layer, stop=layer + 1, final_norm=False).state

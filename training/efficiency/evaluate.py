@@ -41,7 +41,7 @@ def _timed(fn: Callable[[], RunResult], repeats: int) -> tuple[RunResult, float]
 
 
 def _embedded(runner: DecoderRunner, batch: dict):
-    return runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])[0]
+    return runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))[0]
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """FitPrune (2409.10197): a per-layer drop recipe fitted to attention statistics under a FLOPs budget.
 
 Statistics (per layer, per visual key j), from `kernels.attention_mass` with the max over heads:
-``cross[j]`` = mean over text queries of A[i, j]; ``self[j]`` = mean over visual queries of A[i, j]
+``cross[j]`` = mean over the instruction's queries (text after the image; never the answer) of A[i, j]; ``self[j]`` = mean over visual queries of A[i, j]
 (A = softmax(QK^T / sqrt(d)), causal, padding excluded).
 
 Calibration: for alpha in [0, 1] on a 0.01 grid, each calibration sample walks the layers; at each it
@@ -10,7 +10,9 @@ cross mass and their self mass: the tokens inside the low-cross prefix *and* the
 prefix = the lowest tokens, in ascending order, whose cumulative mass stays <= alpha x the total over
 the remaining tokens). It stops pruning once the FLOPs forecast (the drops so far, no later ones) meets
 the budget. The recipe is the mean drop count per layer, rounded; the smallest alpha whose recipe meets
-the budget wins (binary search: the recipe's FLOPs fall as alpha grows). FLOPs are FitPrune's: the
+the budget wins, found by binary search on the grid as the official code does. The recipe's FLOPs fall
+as alpha grows only roughly (per-sample stopping and rounding make small bumps), so the result is an
+alpha at which the budget is met and one step less is not, not always the global smallest. FLOPs are FitPrune's: the
 decoder's multiply-adds over the visual tokens (`flops.layer_macs` with n = visual tokens).
 
 Inference: after layer l's attention, score = cross x self over the visual tokens still present; the
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.attention_mass import attention_lse, attention_mass
+from kernels.attention_mass import attention_mass
 from kernels.similarity_topk import topk_indices
 from training.efficiency.flops import DecoderShape, layer_macs
 from training.efficiency.runner import DecoderRunner, Policy, TokenState
@@ -36,15 +38,11 @@ ALPHA_STEPS = 100  # alpha on a 0.01 grid, as the official search
 
 
 def attention_stats(q: torch.Tensor, k: torch.Tensor, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross, self) [B, T] float32: mean over text / visual queries of the max-over-heads attention."""
-    def mean_weights(which: torch.Tensor) -> torch.Tensor:
-        w = (which & state.valid).float()
-        return w / w.sum(1, keepdim=True).clamp(min=1)
-
-    lse = attention_lse(q, k, state.valid, causal=True)  # shared by both query subsets
-    cross = attention_mass(q, k, mean_weights(state.text), state.valid, causal=True, head_reduce="max", lse=lse)
-    self_ = attention_mass(q, k, mean_weights(state.vision), state.valid, causal=True, head_reduce="max", lse=lse)
-    return cross, self_
+    """(cross, self) [B, T] float32: mean over instruction / visual queries of the max-over-heads attention."""
+    w = torch.stack([state.text & state.valid, state.vision & state.valid], 1).float()  # [B, 2, T]
+    w = w / w.sum(2, keepdim=True).clamp(min=1)
+    mass = attention_mass(q, k, w, state.valid, causal=True, head_reduce="max")  # [B, 2, T], one softmax for both
+    return mass[:, 0], mass[:, 1]
 
 
 def low_prefix(x: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -95,7 +95,7 @@ class MoDPolicy(Policy, nn.Module):
         """(logits [B, T, 2], p [B, T], routable [B, T], chosen [B, T]) for the current tokens."""
         logits = self.router(state.hidden.float())
         p = torch.softmax(logits, -1)[..., 1]
-        routable = ~state.text & state.valid  # system + image tokens
+        routable = ~state.text & ~state.answer & state.valid  # system + image tokens
         if self.training or self.prefill == "topk":
             k = torch.tensor([math.ceil(self.capacity * int(n)) for n in routable.sum(1)], device=p.device)
             chosen = topk_indices(p.detach(), k, routable)
@@ -109,7 +109,7 @@ class MoDPolicy(Policy, nn.Module):
         logits, p, routable, chosen = self.route(state)
         if self.training:
             self.aux.append(nn.functional.cross_entropy(logits[routable], chosen[routable].long()))
-        go = (state.text & state.valid) | chosen
+        go = ((state.text | state.answer) & state.valid) | chosen
         packed = gather_kept(go)
         sub = state.keep(go)
         scale = torch.where(packed.take(routable, False), packed.take(p), torch.ones_like(packed.take(p)))  # [B, K]

@@ -76,7 +76,7 @@ class RoE(Policy, nn.Module):
 
     def insert(self, state: TokenState) -> TokenState:
         b, t, d = state.hidden.shape
-        rows = {k: [] for k in ("hidden", "position_ids", "valid", "index", "vision", "text")}
+        rows = {k: [] for k in ("hidden", "position_ids", "valid", "index", "vision", "text", "answer")}
         slots = []
         for i in range(b):
             s = int((state.index[i] < self.insert_at[i]).logical_and(state.valid[i]).nonzero().max()) + 1
@@ -89,6 +89,7 @@ class RoE(Policy, nn.Module):
                 "index": (torch.tensor([-1]), state.index[i]),
                 "vision": (torch.tensor([False]), state.vision[i]),
                 "text": (torch.tensor([False]), state.text[i]),
+                "answer": (torch.tensor([False]), state.answer[i]),
             }
             for k, (new, old) in pieces.items():
                 rows[k].append(torch.cat([old[:s], new, old[s:]]))
@@ -121,7 +122,7 @@ class RoE(Policy, nn.Module):
         n_vis = torch.zeros_like(n_attn)
         if not run.any():
             return replace(state, hidden=skip), LayerTrace(n_attn, n_attn, n_vis, n_vis)
-        sub = TokenState(**{k: getattr(state, k)[run] for k in ("hidden", "position_ids", "valid", "index", "vision", "text")})
+        sub = TokenState(**{k: getattr(state, k)[run] for k in ("hidden", "position_ids", "valid", "index", "vision", "text", "answer")})
         full_sub, _ = runner.dense_layer(layer, sub, Policy())
         full = state.hidden.clone()
         full[run] = full_sub.hidden
@@ -134,7 +135,7 @@ class RoE(Policy, nn.Module):
         """Embed, insert the routing token, run; returns the RunResult (skip weights in ``self.skip_weights``)."""
         self.set_batch(batch)
         self.skip_weights = []
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
         return runner.run(self.insert(state), self)
 
 

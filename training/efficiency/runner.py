@@ -32,13 +32,15 @@ class TokenState:
     valid: torch.Tensor  # [B, T] bool: real token (False = padding)
     index: torch.Tensor  # [B, T] long: index in the input sequence
     vision: torch.Tensor  # [B, T] bool: an image token
-    text: torch.Tensor  # [B, T] bool: a token after the image (instruction, answer)
+    text: torch.Tensor  # [B, T] bool: an instruction token (after the image, before any answer)
+    answer: torch.Tensor  # [B, T] bool: a teacher-forced answer token (never read by a method's decisions)
 
     def keep(self, keep: torch.Tensor) -> TokenState:
         """Only the tokens where ``keep`` [B, T] is True (padding is dropped too)."""
         p = gather_kept(keep & self.valid)
         return TokenState(hidden=p.take(self.hidden), position_ids=p.take(self.position_ids), valid=p.valid,
-                          index=p.take(self.index), vision=p.take(self.vision, False), text=p.take(self.text, False))
+                          index=p.take(self.index), vision=p.take(self.vision, False), text=p.take(self.text, False),
+                          answer=p.take(self.answer, False))
 
     def counts(self) -> torch.Tensor:
         return self.valid.sum(1)  # [B]
@@ -108,9 +110,9 @@ class DecoderRunner:
         self.image_token_id = model.config.image_token_id
 
     # ---- inputs
-    def embed(self, input_ids, attention_mask, pixel_values) -> tuple[TokenState, Spans]:
+    def embed(self, input_ids, attention_mask, pixel_values, labels=None) -> tuple[TokenState, Spans]:
         inner = self.model.model
-        spans = find_spans(input_ids, attention_mask, self.image_token_id)
+        spans = find_spans(input_ids, attention_mask, self.image_token_id, labels)
         emb = inner.get_input_embeddings()(input_ids)  # [B, T, D]
         feats = inner.get_image_features(pixel_values=pixel_values, vision_feature_layer=self.model.config.vision_feature_layer,
                                          vision_feature_select_strategy=self.model.config.vision_feature_select_strategy, return_dict=True).pooler_output
@@ -121,7 +123,7 @@ class DecoderRunner:
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         state = TokenState(hidden=emb, position_ids=position_ids_from_mask(mask), valid=mask,
                            index=torch.arange(t, device=input_ids.device).expand(b, t).clone(),
-                           vision=spans.mask("vision", t), text=spans.mask("text", t))
+                           vision=spans.mask("vision", t), text=spans.mask("text", t), answer=spans.mask("answer", t))
         return state, spans
 
     # ---- one layer, in parts
@@ -144,12 +146,21 @@ class DecoderRunner:
         attn = layer.self_attn
         normed = layer.input_layernorm(state.hidden)
         cos, sin = self.rope(state)
-        out, _ = attn(hidden_states=normed, position_embeddings=(cos, sin), attention_mask=self.mask4d(state))
+        seen: dict[str, torch.Tensor] = {}
+        hooks = []
+        if want_qk:  # the projections the attention computes anyway, caught on the way (no second matmul)
+            for name in ("q_proj", "k_proj"):
+                hooks.append(getattr(attn, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o)))
+        try:
+            out, _ = attn(hidden_states=normed, position_embeddings=(cos, sin), attention_mask=self.mask4d(state))
+        finally:
+            for h in hooks:
+                h.remove()
         if not want_qk:
             return out, None, None
         b, t, _ = normed.shape
-        q = attn.q_proj(normed).view(b, t, -1, attn.head_dim).transpose(1, 2)  # [B, H, T, Dh]
-        k = attn.k_proj(normed).view(b, t, -1, attn.head_dim).transpose(1, 2)  # [B, Hkv, T, Dh]
+        q = seen["q_proj"].view(b, t, -1, attn.head_dim).transpose(1, 2)  # [B, H, T, Dh]
+        k = seen["k_proj"].view(b, t, -1, attn.head_dim).transpose(1, 2)  # [B, Hkv, T, Dh]
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         return out, q, repeat_kv(k, attn.num_key_value_groups)
 
@@ -182,7 +193,7 @@ class DecoderRunner:
         return RunResult(hidden=hidden, state=state, trace=trace)
 
     def forward(self, batch: dict, policy: Policy | None = None) -> tuple[RunResult, Spans]:
-        state, spans = self.embed(batch["input_ids"], batch.get("attention_mask"), batch["pixel_values"])
+        state, spans = self.embed(batch["input_ids"], batch.get("attention_mask"), batch["pixel_values"], batch.get("labels"))
         return self.run(state, policy), spans
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
