@@ -131,11 +131,12 @@ class RoE(Policy, nn.Module):
         wd = w.to(state.hidden.dtype)[:, :, None, None]
         return replace(state, hidden=wd[:, 0] * full + wd[:, 1] * skip), LayerTrace(n_attn, n_attn, n_vis, n_vis)
 
-    def forward_batch(self, runner: DecoderRunner, batch: dict):
-        """Embed, insert the routing token, run; returns the RunResult (skip weights in ``self.skip_weights``)."""
+    def forward_batch(self, runner: DecoderRunner, batch: dict, state: TokenState | None = None):
+        """(Embed unless ``state`` is given,) insert the routing token, run; skip weights land in ``self.skip_weights``."""
         self.set_batch(batch)
         self.skip_weights = []
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        if state is None:
+            state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
         return runner.run(self.insert(state), self)
 
 

@@ -153,7 +153,7 @@ def run_roe(s: Session, out: Path) -> dict:
     skips = []
 
     def run(batch, state):
-        res = r.forward_batch(s.runner, batch)
+        res = r.forward_batch(s.runner, batch, state)
         skips.append(torch.stack(r.skip_weights, 1))
         return res
 
