@@ -116,7 +116,10 @@ class RoE(Policy, nn.Module):
     def layer(self, runner, layer, state):
         w = self.weights(layer, state)
         self.skip_weights.append(w[:, 1])
-        skip = state.hidden + self.adapters[layer](state.hidden)
+        skip = state.hidden.clone()
+        by_adapter = w[:, 1] > 0  # hard routing: only the samples that skip pay for the adapter
+        if by_adapter.any():
+            skip[by_adapter] = state.hidden[by_adapter] + self.adapters[layer](state.hidden[by_adapter])
         run = w[:, 0] > 0
         n_attn = torch.zeros_like(state.counts())
         n_vis = torch.zeros_like(n_attn)
