@@ -1,7 +1,8 @@
 """What a method costs and what it changes: decoder FLOPs, CPU latency, next-token agreement.
 
 Every method is compared with the unchanged model on the same batches (teacher-forced prompt + answer):
-agreement is the share of answer tokens whose argmax prediction equals the unchanged model's. FLOPs are
+agreement is the share of answer tokens whose argmax prediction equals the unchanged model's;
+first-token agreement counts only the prediction at the end of the prompt (the next token at prefill). FLOPs are
 the analytic decoder count (`flops.py`) from the tokens each layer actually ran on, per sample, both
 whole-prefill and over the visual tokens alone (FitPrune's budget measure). Latency is the wall time of
 the decoder forward (embedding, vision tower and LM head excluded) per batch, best of ``repeats``,
@@ -64,7 +65,7 @@ def reference(runner: DecoderRunner, batches: list[dict], repeats: int = 3) -> R
 @torch.no_grad()
 def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Callable[[dict, object], RunResult], repeats: int = 3) -> dict:
     """``run(batch, state)`` -> RunResult of the method; returns the row of numbers."""
-    agree = total = 0
+    agree = total = first = 0
     flops = fv = secs = dense_secs = 0.0
     n = 0
     for i, batch in enumerate(batches):
@@ -77,8 +78,10 @@ def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Cal
         dense_secs += ddt
         logits, _, _ = answer_logits(runner, res, batch)
         ok = ref.valid[i]
-        agree += int(((logits.argmax(-1) == ref.predictions[i]) & ok).sum())
+        same = (logits.argmax(-1) == ref.predictions[i]) & ok
+        agree += int(same.sum())
         total += int(ok.sum())
+        first += int(same[:, 0].sum())  # the prediction at the end of the prompt: the first answer token
         flops += float(res.flops(runner.shape).sum())
         fv += float(res.flops(runner.shape, vision_only=True).sum())
         secs += dt
@@ -86,5 +89,5 @@ def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Cal
     return {
         "gflops": flops / n / 1e9, "flops_cut": 1 - flops / n / ref.flops, "visual_flops_cut": 1 - fv / n / ref.flops_visual,
         "latency_ms": 1000 * secs / n, "dense_latency_ms": 1000 * dense_secs / n, "speedup": dense_secs / secs,
-        "agreement": agree / max(1, total), "answer_tokens": total,
+        "agreement": agree / max(1, total), "answer_tokens": total, "first_token_agreement": first / max(1, n),
     }
