@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="release folder [config: data]")
     ap.add_argument("--out", default=None, help="output folder [config: out; default runs/efficiency/METHOD]")
     ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. flops_budget=0.3")
-    a = ap.parse_args(argv)
+    a = ap.parse_intermixed_args(argv)  # overrides may follow options
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from training.efficiency.stages import load_config, run
 
