@@ -70,6 +70,7 @@ def rows_for(model: Path, quick: bool) -> tuple[list[dict], dict]:
     plan += [replace(base, method="gprune", keep_ratio=k) for k in (0.75, 0.5, 0.25)]
     plan += [replace(base, method="dyvte", fit_samples=2 * base.fit_samples),
              replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2),
+             replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2, mod_lr=0.0),
              replace(base, method="roe", fit_split="train", fit_samples=4 * base.fit_samples)]
     rows, ref = [], None
     for i, cfg in enumerate(plan):

@@ -129,15 +129,18 @@ class MoDPolicy(Policy, nn.Module):
 
 def finetune(runner: DecoderRunner, policy: MoDPolicy, batches: list[dict], steps: int, lr: float = 1e-4, router_lr: float = 1e-3,
              seed: int = 0) -> list[dict]:
-    """LM loss on the answer tokens + 0.01 x aux, training the router and the decoder layers."""
+    """LM loss on the answer tokens + 0.01 x aux, training the router and (lr > 0) the decoder layers."""
     random.seed(seed)
     torch.manual_seed(seed)
     model = runner.model
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in runner.layers.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW([{"params": list(runner.layers.parameters()), "lr": lr}, {"params": list(policy.parameters()), "lr": router_lr}])
+    groups = [{"params": list(policy.parameters()), "lr": router_lr}]
+    if lr > 0:  # lr = 0: the router alone learns, the decoder stays as it was
+        for p in runner.layers.parameters():
+            p.requires_grad_(True)
+        groups.append({"params": list(runner.layers.parameters()), "lr": lr})
+    opt = torch.optim.AdamW(groups)
     policy.train()
     history = []
     rng = random.Random(seed)

@@ -48,7 +48,7 @@ class EfficiencyConfig:
     capacity: float = 0.5  # share of system + image tokens routed through in training
     prefill_threshold: float = 0.005
     mod_steps: int = 100
-    mod_lr: float = 1e-4
+    mod_lr: float = 1e-4  # decoder learning rate; 0 trains the router alone
     router_lr: float = 1e-3
     # RoE
     adapter_dim: int = 1024
@@ -141,7 +141,7 @@ def run_gamma_mod(s: Session, out: Path) -> dict:
     policy.prefill = "topk"
     row["topk"] = s.measure(_policy_run(s.runner, policy))
     policy.prefill = "threshold"
-    return {"setting": f"MoD layers {layers}", "arank": [round(r, 2) for r in ranks], "lm_first": hist[0]["lm"], "lm_last": hist[-1]["lm"], **row}
+    return {"setting": f"MoD layers {layers}" + ("" if cfg.mod_lr > 0 else ", decoder frozen"), "arank": [round(r, 2) for r in ranks], "lm_first": hist[0]["lm"], "lm_last": hist[-1]["lm"], **row}
 
 
 def run_roe(s: Session, out: Path) -> dict:
