@@ -8,7 +8,7 @@ import pytest
 import torch
 from efficiency_models import ragged_batch, tiny_llava
 
-from training.efficiency.fitprune import FitPrunePolicy, _Recorder, calibrate, drop_set
+from training.efficiency.fitprune import FitPrunePolicy, Recipe, _Recorder, calibrate, drop_set
 from training.efficiency.gprune import GPrunePolicy
 from training.efficiency.runner import DecoderRunner
 from training.efficiency.spans import find_spans, position_ids_from_mask
@@ -121,7 +121,7 @@ def slow_calibration(stats, d, m, layers, budget_fraction):
 
 
 @pytest.mark.parametrize("budget", [0.5, 0.7])
-def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model, budget):
+def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model, budget, tmp_path):
     batches = [ragged_batch(seed=s) for s in (0, 1)]
     runner = DecoderRunner(model)
     recipe = calibrate(runner, batches, budget)
@@ -130,6 +130,7 @@ def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model
     alpha, drops = slow_calibration(stats, cfg.hidden_size, cfg.intermediate_size, 3, budget)
     assert (recipe.alpha, recipe.drop_per_layer) == (pytest.approx(alpha), drops)
     assert recipe.visual_macs_recipe <= budget * recipe.visual_macs_unpruned and sum(drops) > 0
+    assert Recipe.load(recipe.save(tmp_path / "recipe.json")) == recipe
 
     with torch.no_grad():
         res, _ = runner.forward(batches[0], FitPrunePolicy(recipe.drop_per_layer))

@@ -36,6 +36,7 @@ class EfficiencyConfig:
     seed: int = 0
     # FitPrune
     flops_budget: float = 0.5  # fraction of the unpruned visual-token FLOPs kept
+    recipe: str = ""  # a recipe.json to prune with, instead of calibrating
     # G-Prune
     keep_ratio: float = 0.5  # the paper's default
     # DyVTE
@@ -100,10 +101,15 @@ def _policy_run(runner, policy):
 
 
 def run_fitprune(s: Session, out: Path) -> dict:
-    recipe = fitprune.calibrate(s.runner, s.fit, s.cfg.flops_budget)
+    if s.cfg.recipe:  # inference only, with a recipe calibrated before
+        recipe = fitprune.Recipe.load(s.cfg.recipe)
+        if len(recipe.drop_per_layer) != s.runner.shape.layers:
+            raise ValueError(f"{s.cfg.recipe}: a recipe for {len(recipe.drop_per_layer)} layers, the model has {s.runner.shape.layers}")
+    else:
+        recipe = fitprune.calibrate(s.runner, s.fit, s.cfg.flops_budget)
     recipe.save(out / "recipe.json")
     row = s.measure(_policy_run(s.runner, fitprune.FitPrunePolicy(recipe.drop_per_layer)))
-    return {"setting": f"budget {s.cfg.flops_budget:.2f}", "alpha": recipe.alpha, "drop_per_layer": recipe.drop_per_layer, **row}
+    return {"setting": f"budget {recipe.flops_budget:.2f}", "alpha": recipe.alpha, "drop_per_layer": recipe.drop_per_layer, **row}
 
 
 def run_gprune(s: Session, out: Path) -> dict:
