@@ -58,6 +58,8 @@ def interpreted_outputs() -> dict:
     out["selfattn"] = attention_mass(q2, k2, w2, kv2, True, "sum")
     out["selfattn-given-lse"] = attention_mass(q2, k2, w2, kv2, True, "sum", lse=attention_lse_reference(q2, k2, kv2, True))
     out["multi"] = attention_mass(q, k, torch.stack([w, 1 - w], 1), kv, True, "max")  # two subsets, one lse
+    out["mass-fp16"] = attention_mass(q.half(), k.half(), w, kv, True, "max")  # half inputs, float32 inside
+    out["cos-fp16"] = max_cosine(c["cos"][0].half(), c["cos"][1])
     out["cos"] = max_cosine(*c["cos"])
     return out
 
@@ -102,6 +104,16 @@ def test_attention_mass_several_subsets_at_once(interpreted):
     assert torch.allclose(ref[:, 0], attention_mass_reference(q, k, weight, key_valid, True, "max"), atol=1e-6)
     assert torch.allclose(ref[:, 1], attention_mass_reference(q, k, 1 - weight, key_valid, True, "max"), atol=1e-6)
     assert torch.allclose(interpreted["multi"], ref, atol=1e-5)
+
+
+def test_half_precision_inputs(interpreted):
+    """fp16 inputs: both sides upcast the same rounded values, so the float32 tolerance still holds."""
+    q, k, weight, key_valid = _cases()["mass"]
+    ref = attention_mass_reference(q.half(), k.half(), weight, key_valid, True, "max")
+    assert torch.allclose(interpreted["mass-fp16"], ref, atol=1e-5)
+    assert not torch.allclose(ref, attention_mass_reference(q, k, weight, key_valid, True, "max"), atol=1e-6)  # rounding did happen
+    x, valid = _cases()["cos"]
+    assert torch.allclose(interpreted["cos-fp16"], max_cosine_reference(x.half(), valid), atol=1e-5)
 
 
 def test_attention_mass_kernel_fully_masked_rows_and_given_lse(interpreted):
