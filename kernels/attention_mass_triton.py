@@ -6,6 +6,9 @@ block); it walks the query blocks (from the first one that may see the block, un
 recomputes each head's scores, turns them into probabilities with the stored lse, reduces heads (max or
 sum) and adds the weighted query rows into the key block's accumulator. Query blocks whose weights are
 all zero are skipped, so a small query subset (FitPrune's text queries) costs only its own blocks.
+Scores are dot products in the inputs' dtype with float32 accumulation (tensor cores for bf16/fp16; on
+a GPU float32 inputs go through TF32, so expect ~1e-3 relative differences there, not the interpreter's
+~1e-6); everything after the dot is float32.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def _lse_kernel(Q, K, KV, LSE, H, NQ, NK, D, OFFSET, scale,
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd,
-                mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
     m_i = tl.full([BM], float("-inf"), tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     hi = NK
@@ -39,7 +42,7 @@ def _lse_kernel(Q, K, KV, LSE, H, NQ, NK, D, OFFSET, scale,
     for n0 in range(0, hi, BN):
         offs_n = n0 + tl.arange(0, BN)
         k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :] * skd,
-                    mask=(offs_n[:, None] < NK) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                    mask=(offs_n[:, None] < NK) & (offs_d[None, :] < D), other=0.0)
         s = tl.dot(q, tl.trans(k)) * scale  # [BM, BN]
         ok = (offs_n[None, :] < NK) & (offs_m[:, None] < NQ)
         if HAS_VALID:
@@ -82,9 +85,9 @@ def _mass_kernel(Q, K, LSE, W, KV, OUT, H, NQ, NK, D, OFFSET, scale,
             red = tl.zeros([BM, BN], tl.float32)  # probabilities are >= 0, so 0 starts the max too
             for h in range(H):
                 q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd,
-                            mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                            mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
                 k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :] * skd,
-                            mask=(offs_n[:, None] < NK) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                            mask=(offs_n[:, None] < NK) & (offs_d[None, :] < D), other=0.0)
                 lse = tl.load(LSE + b * slb + h * slh + offs_m * slm, mask=offs_m < NQ, other=float("inf"))
                 p = tl.exp(tl.dot(q, tl.trans(k)) * scale - lse[:, None])
                 p = tl.where(ok, p, 0.0)

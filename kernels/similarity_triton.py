@@ -27,9 +27,9 @@ def _max_cos_kernel(X, INV, V, OUT, N, D, sxb, sxn, sxd, sib, sin, svb, svn, sob
         for d0 in range(0, D, BD):
             offs_d = d0 + tl.arange(0, BD)
             xm = tl.load(X + b * sxb + offs_m[:, None] * sxn + offs_d[None, :] * sxd,
-                         mask=(offs_m[:, None] < N) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                         mask=(offs_m[:, None] < N) & (offs_d[None, :] < D), other=0.0)
             xn = tl.load(X + b * sxb + offs_n[:, None] * sxn + offs_d[None, :] * sxd,
-                         mask=(offs_n[:, None] < N) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
+                         mask=(offs_n[:, None] < N) & (offs_d[None, :] < D), other=0.0)
             acc += tl.dot(xm, tl.trans(xn))
         inv_n = tl.load(INV + b * sib + offs_n * sin, mask=offs_n < N, other=0.0)
         vn = tl.load(V + b * svb + offs_n * svn, mask=offs_n < N, other=0)
