@@ -148,6 +148,9 @@ def calibrate(runner: DecoderRunner, batches: list[dict], flops_budget: float) -
     if not samples:
         raise ValueError("no calibration samples")
     n_vis = len(samples[0][0][0])
+    counts = sorted({len(s[0][0]) for s in samples})
+    if len(counts) > 1:  # a recipe is absolute token counts, as the paper's (fixed-resolution LLaVA-1.5)
+        raise ValueError(f"calibration samples have different numbers of visual tokens ({counts}); FitPrune recipes assume one")
     shape = runner.shape
     full = visual_macs(shape, n_vis, [0] * shape.layers)
     budget = flops_budget * full
