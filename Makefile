@@ -74,6 +74,8 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_masked_head.py
 	$(PY) benchmarks/bench_longv.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_efficiency.py
+	$(PY) benchmarks/bench_kernels.py
 
 finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
 	@test -d releases/demo || $(MAKE) demo

@@ -1,0 +1,135 @@
+"""Efficiency stages on the model that training/finetune.py fine-tunes on the demo release (CPU).
+
+For each method, against the unchanged model on the test split (teacher-forced prompt + answer): the
+analytic decoder FLOPs per sample (`training/efficiency/flops.py`, from the tokens each layer ran on),
+the cut of all decoder FLOPs and of the visual tokens' FLOPs (FitPrune's budget measure), the CPU
+latency of the decoder forward per sample (best of 3, one thread, on a machine shared with other
+work; the unchanged model is timed again beside each method, in brackets, and the speed-up is the
+ratio of the two), and next-token agreement on the answer tokens (all of them, teacher-forced, and the
+first one alone: the next token at the end of the prompt). FitPrune and G-Prune at 3 budgets; DyVTE,
+γ-MoD, RoE once. Target: FitPrune >= 50 % of the visual FLOPs cut with >= 99 % agreement.
+
+Two models, both fine-tuned by training/finetune.py with training/configs/tiny_cpu.yaml:
+  runs/tiny-cpu  the default tiny model (`make finetune`): 16 visual tokens, 2 decoder layers;
+  runs/tiny-eff  the same recipe on a tiny model with 64 visual tokens (96 px, 12 px patches) and 4
+                 decoder layers, built here, so that layer-wise pruning has layers to work with.
+Missing pieces are built first (demo release ~40 s, each fine-tune ~1-2 min).
+
+    .venv/bin/python benchmarks/bench_efficiency.py [--models tiny-cpu,tiny-eff] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import env  # noqa: E402
+
+env.apply()
+
+import torch  # noqa: E402
+
+RELEASE = ROOT / "releases" / "demo"
+
+
+def ensure_release() -> None:
+    if not (RELEASE / "llava" / "train.json").exists():
+        subprocess.run([sys.executable, "-m", "pipeline", "build-gcot", "--source", "synthetic", "--images", "300", "--seed", "7", "--out", str(RELEASE)],
+                       cwd=ROOT, check=True)
+
+
+def ensure_model(name: str) -> Path:
+    run = ROOT / "runs" / name
+    if (run / "adapter").is_dir():
+        return run
+    if name == "tiny-eff" and not (run / "base" / "config.json").exists():
+        from training.tiny_llava import TinyLlavaConfig, build, release_texts
+
+        build(run / "base", release_texts(RELEASE), TinyLlavaConfig(image_size=96, patch_size=12, text_layers=4))
+    extra = [] if name == "tiny-cpu" else ["eval_limit=0"]
+    subprocess.run([sys.executable, "training/finetune.py", "--config", "training/configs/tiny_cpu.yaml", "--data", str(RELEASE), "--out", str(run), *extra],
+                   cwd=ROOT, check=True)
+    return run
+
+
+def rows_for(model: Path, quick: bool) -> tuple[list[dict], dict]:
+    from training.efficiency.stages import EfficiencyConfig, run
+
+    base = EfficiencyConfig(model=str(model), data=str(RELEASE), fit_samples=32 if quick else 64, eval_samples=32 if quick else 96,
+                            gate_steps=100 if quick else 300, mod_steps=30 if quick else 150, roe_steps=30 if quick else 150)
+    out = ROOT / "bench-output" / "efficiency" / model.name
+    plan = [replace(base, method="fitprune", flops_budget=b) for b in (0.7, 0.5, 0.3)]
+    plan += [replace(base, method="gprune", keep_ratio=k) for k in (0.75, 0.5, 0.25)]
+    plan += [replace(base, method="dyvte", fit_samples=2 * base.fit_samples),
+             replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2),
+             replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2, mod_lr=0.0),
+             replace(base, method="roe", fit_split="train", fit_samples=4 * base.fit_samples)]
+    rows, ref = [], None
+    for i, cfg in enumerate(plan):
+        t = time.perf_counter()
+        try:
+            row, ref = run(replace(cfg, out=str(out / f"{i:02d}-{cfg.method}")), ref)
+        except ValueError as e:  # e.g. a FitPrune budget the model's first layer cannot meet
+            row = {"method": cfg.method, "setting": f"budget {cfg.flops_budget:.2f}", "error": str(e)}
+        row["seconds"] = time.perf_counter() - t
+        rows.append(row)
+    return rows, {"gflops": ref.flops / 1e9, "latency_ms": ref.latency_ms}
+
+
+def table(name: str, rows: list[dict], ref: dict, n_vis: int, layers: int) -> str:
+    lines = [f"\n{name}: {n_vis} visual tokens, {layers} decoder layers; unchanged model {ref['gflops'] * 1000:.1f} MFLOPs/sample, {ref['latency_ms']:.2f} ms/sample",
+             "| method | setting | MFLOPs/sample | FLOPs cut | visual FLOPs cut | latency ms (unchanged ms) | speed-up | agreement | first token | fit+eval s | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['method']} | {r['setting']} | - | - | - | - | - | - | - | {r['seconds']:.0f} | {r['error'][:90]} |")
+            continue
+        note = {"fitprune": lambda r: f"alpha {r['alpha']:.2f}, drops {r['drop_per_layer']}",
+                "dyvte": lambda r: f"{r['exit_share']:.0%} of samples exit; exit labels {r['exit_label_share']:.0%}",
+                "gamma-mod": lambda r: f"ARank {r['arank']}; p > 0.005 prefill",
+                "roe": lambda r: f"{r['skipped_layers']:.0%} of layers skipped"}.get(r["method"], lambda r: "")(r)
+        lines.append(f"| {r['method']} | {r['setting']} | {r['gflops'] * 1000:.1f} | {r['flops_cut']:.1%} | {r['visual_flops_cut']:.1%} | "
+                     f"{r['latency_ms']:.2f} ({r['dense_latency_ms']:.2f}) | {r['speedup']:.2f}x | {r['agreement']:.2%} | {r['first_token_agreement']:.1%} | {r['seconds']:.0f} | {note} |")
+        if "topk" in r:  # γ-MoD evaluated again with the training capacity instead of the p > 0.005 threshold
+            t = r["topk"]
+            lines.append(f"| {r['method']} | {r['setting']}, top-k prefill | {t['gflops'] * 1000:.1f} | {t['flops_cut']:.1%} | {t['visual_flops_cut']:.1%} | "
+                         f"{t['latency_ms']:.2f} ({t['dense_latency_ms']:.2f}) | {t['speedup']:.2f}x | {t['agreement']:.2%} | {t['first_token_agreement']:.1%} | | same router, half of system + image tokens |")
+    fp = [r for r in rows if r["method"] == "fitprune" and "error" not in r]
+    for key, what in (("agreement", "all answer tokens"), ("first_token_agreement", "first answer token")):
+        hit = [r for r in fp if r["visual_flops_cut"] >= 0.5 and r[key] >= 0.99]
+        lines.append(f"FitPrune target (>= 50 % visual FLOPs cut with >= 99 % agreement, {what}): {'met at ' + hit[0]['setting'] if hit else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny-cpu,tiny-eff")
+    ap.add_argument("--quick", action="store_true", help="fewer samples and steps (a smoke run)")
+    a = ap.parse_args()
+    torch.set_num_threads(1)  # steadier latencies on a shared 2-core machine
+    ensure_release()
+    out = []
+    for name in a.models.split(","):
+        model = ensure_model(name)
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model / "base", local_files_only=True)
+        n_vis = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
+        rows, ref = rows_for(model, a.quick)
+        text = table(f"runs/{name}", rows, ref, n_vis, cfg.text_config.num_hidden_layers)
+        print(text, flush=True)
+        out.append(text)
+        (ROOT / "bench-output" / "efficiency" / f"{name}.json").write_text(json.dumps({"reference": ref, "rows": rows}, indent=2, default=str))
+    print("\nFLOPs: analytic decoder multiply-adds x 2 over the teacher-forced prompt + answer; latency: decoder forward only, CPU, 1 thread.")
+
+
+if __name__ == "__main__":
+    main()

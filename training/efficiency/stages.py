@@ -1,0 +1,181 @@
+"""One function per method: fit what the method fits on the release, then measure it against the
+unchanged model (`evaluate.py`). The CLI (`python -m training.efficiency METHOD`) and
+`benchmarks/bench_efficiency.py` call these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import yaml
+
+from training.efficiency import METHODS, dyvte, fitprune, gamma_mod, gprune, roe
+from training.efficiency.data import load_model, release_batches
+from training.efficiency.evaluate import Reference, compare, reference
+from training.efficiency.runner import DecoderRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EfficiencyConfig:
+    method: str = "fitprune"
+    model: str = "runs/tiny-cpu"  # a finetune.py run folder (merged/ or base/ + adapter/) or a checkpoint
+    data: str = "releases/demo"
+    out: str = "runs/efficiency"
+    fit_split: str = "validation"  # calibration (FitPrune, ARank) and training (DyVTE gates, γ-MoD, RoE) data
+    fit_samples: int = 64
+    eval_split: str = "test"
+    eval_samples: int = 64
+    batch_size: int = 16
+    latency_repeats: int = 3
+    seed: int = 0
+    # FitPrune
+    flops_budget: float = 0.5  # fraction of the unpruned visual-token FLOPs kept
+    recipe: str = ""  # a recipe.json to prune with, instead of calibrating
+    # G-Prune
+    keep_ratio: float = 0.5  # the paper's default
+    # DyVTE
+    gate_hidden: int = 2048  # the paper's gate width
+    gate_steps: int = 300
+    gate_lr: float = 1e-3
+    exit_threshold: float = 0.5
+    # γ-MoD
+    convert: int = 1  # layers (lowest ARank) turned into MoD layers
+    capacity: float = 0.5  # share of system + image tokens routed through in training
+    prefill_threshold: float = 0.005
+    mod_steps: int = 100
+    mod_lr: float = 1e-4  # decoder learning rate; 0 trains the router alone
+    router_lr: float = 1e-3
+    # RoE
+    adapter_dim: int = 1024
+    roe_steps: int = 100
+    roe_lr: float = 1e-3
+    llm_lr: float = 1e-4
+
+
+def load_config(path: str | None, overrides: list[str]) -> EfficiencyConfig:
+    """YAML file, then ``key=value`` overrides (values parsed as YAML)."""
+    values = yaml.safe_load(Path(path).read_text()) if path else {}
+    names = {f.name: f for f in fields(EfficiencyConfig)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r} is not key=value")
+        values[key.replace("-", "_")] = yaml.safe_load(raw)
+    unknown = set(values) - set(names)
+    if unknown:
+        raise SystemExit(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+    casts = {"float": float, "int": int, "str": str}  # YAML 1.1 reads 3e-4 as a string
+    for k, v in values.items():
+        if names[k].type in casts and v is not None:
+            values[k] = casts[names[k].type](v)
+    cfg = EfficiencyConfig(**values)
+    if cfg.method not in METHODS:
+        raise SystemExit(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
+    return cfg
+
+
+class Session:
+    """The model, its runner, the fitting and evaluation batches, the unchanged model's reference."""
+
+    def __init__(self, cfg: EfficiencyConfig, ref: Reference | None = None):
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.model, self.processor = load_model(cfg.model)
+        self.runner = DecoderRunner(self.model)
+        self.fit = release_batches(cfg.data, self.processor, cfg.fit_split, cfg.batch_size, cfg.fit_samples, cfg.seed, shuffle=True)
+        self.eval = release_batches(cfg.data, self.processor, cfg.eval_split, cfg.batch_size, cfg.eval_samples)
+        self.ref = ref or reference(self.runner, self.eval, cfg.latency_repeats)
+
+    def measure(self, run) -> dict:
+        return compare(self.runner, self.eval, self.ref, run, self.cfg.latency_repeats)
+
+
+def _policy_run(runner, policy):
+    return lambda batch, state: runner.run(state, policy)
+
+
+def run_fitprune(s: Session, out: Path) -> dict:
+    if s.cfg.recipe:  # inference only, with a recipe calibrated before
+        recipe = fitprune.Recipe.load(s.cfg.recipe)
+        if len(recipe.drop_per_layer) != s.runner.shape.layers:
+            raise ValueError(f"{s.cfg.recipe}: a recipe for {len(recipe.drop_per_layer)} layers, the model has {s.runner.shape.layers}")
+    else:
+        recipe = fitprune.calibrate(s.runner, s.fit, s.cfg.flops_budget)
+    recipe.save(out / "recipe.json")
+    row = s.measure(_policy_run(s.runner, fitprune.FitPrunePolicy(recipe.drop_per_layer)))
+    return {"setting": f"budget {recipe.flops_budget:.2f}", "alpha": recipe.alpha, "drop_per_layer": recipe.drop_per_layer, **row}
+
+
+def run_gprune(s: Session, out: Path) -> dict:
+    row = s.measure(_policy_run(s.runner, gprune.GPrunePolicy(s.cfg.keep_ratio)))
+    return {"setting": f"keep {s.cfg.keep_ratio:.2f}", **row}
+
+
+def run_dyvte(s: Session, out: Path) -> dict:
+    cfg = s.cfg
+    gates = dyvte.Gates(s.runner.shape.hidden, s.runner.shape.layers, cfg.gate_hidden)
+    hist = dyvte.train_gates(s.runner, gates, s.fit, cfg.gate_steps, cfg.gate_lr, cfg.seed)
+    torch.save(gates.state_dict(), out / "gates.pt")
+    policy = dyvte.DyVTEPolicy(gates.eval(), cfg.exit_threshold)
+    exits = []
+
+    def run(batch, state):
+        res = s.runner.run(state, policy)
+        exits.append(policy.exit_layer.clone())
+        return res
+
+    row = s.measure(run)
+    e = torch.cat(exits)
+    return {"setting": f"threshold {cfg.exit_threshold}", "exit_share": float((e >= 0).float().mean()),
+            "exit_label_share": sum(h["exit_share"] for h in hist) / max(1, len(hist)), **row}
+
+
+def run_gamma_mod(s: Session, out: Path) -> dict:
+    cfg = s.cfg
+    ranks = gamma_mod.arank(s.runner, s.fit)
+    layers = gamma_mod.layers_to_convert(ranks, cfg.convert)
+    policy = gamma_mod.MoDPolicy(s.runner.shape.hidden, layers, cfg.capacity, cfg.prefill_threshold)
+    hist = gamma_mod.finetune(s.runner, policy, s.fit, cfg.mod_steps, cfg.mod_lr, cfg.router_lr, cfg.seed)
+    torch.save({"router": policy.state_dict(), "layers": s.runner.layers.state_dict(), "mod_layers": layers}, out / "gamma_mod.pt")
+    row = s.measure(_policy_run(s.runner, policy))
+    policy.prefill = "topk"
+    row["topk"] = s.measure(_policy_run(s.runner, policy))
+    policy.prefill = "threshold"
+    return {"setting": f"MoD layers {layers}" + ("" if cfg.mod_lr > 0 else ", decoder frozen"), "arank": [round(r, 2) for r in ranks], "lm_first": hist[0]["lm"], "lm_last": hist[-1]["lm"], **row}
+
+
+def run_roe(s: Session, out: Path) -> dict:
+    cfg = s.cfg
+    r = roe.RoE(s.runner.shape.hidden, s.runner.shape.layers, cfg.adapter_dim, cfg.seed)
+    hist = roe.train(s.runner, r, s.fit, cfg.roe_steps, cfg.roe_lr, cfg.llm_lr, cfg.seed)
+    torch.save({"roe": r.state_dict(), "layers": s.runner.layers.state_dict()}, out / "roe.pt")
+    r.eval()
+    skips = []
+
+    def run(batch, state):
+        res = r.forward_batch(s.runner, batch, state)
+        skips.append(torch.stack(r.skip_weights, 1))
+        return res
+
+    row = s.measure(run)
+    return {"setting": f"skip ratio {roe.SKIP_RATIO}", "skipped_layers": float(torch.cat(skips).mean()), "lm_last": hist[-1]["lm"], **row}
+
+
+RUNNERS = {"fitprune": run_fitprune, "gprune": run_gprune, "dyvte": run_dyvte, "gamma-mod": run_gamma_mod, "roe": run_roe}
+
+
+def run(cfg: EfficiencyConfig, ref: Reference | None = None) -> tuple[dict, Reference]:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(f"# python -m training.efficiency {cfg.method} --config {out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
+    s = Session(cfg, ref)
+    row = {"method": cfg.method, **RUNNERS[cfg.method](s, out)}
+    row["reference"] = {"gflops": s.ref.flops / 1e9, "latency_ms": s.ref.latency_ms}
+    (out / "result.json").write_text(json.dumps(row, indent=2) + "\n")
+    return row, s.ref
