@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.configs import longv_review_config
@@ -20,12 +21,12 @@ from annotation.review import (
     PUSH_BATCH,
     PullSummary,
     PushSummary,
-    annotations_in_order,
     ensure_storage,
     existing_ids,
     export_tasks,
     get_project,
     import_in_batches,
+    read_reviews,
     served_folder,
 )
 from pipeline import __version__
@@ -91,8 +92,14 @@ def _texts(result: list[dict], name: str) -> list[str]:
     return [t for r in result if r.get("from_name") == name for t in (r.get("value") or {}).get("text", []) if isinstance(t, str)]
 
 
-def read_review(item: LongVItem, annotation: dict) -> tuple[str | None, LongVItem, list[str], str | None]:
-    """(verdict, the item as the annotator left it, what changed, comment)."""
+@dataclass
+class LongVReview:
+    verdict: str | None
+    item: LongVItem  # as the annotator left it (prompts, reviewer, time, comment)
+    changed: list[str]  # the prompts that differ from the pushed ones
+
+
+def read_review(item: LongVItem, annotation: dict) -> LongVReview:
     result = annotation.get("result")
     if not isinstance(result, list):
         raise ValueError("annotation without a result list")
@@ -112,7 +119,7 @@ def read_review(item: LongVItem, annotation: dict) -> tuple[str | None, LongVIte
     new.review.reviewer = str(reviewer) if reviewer is not None else None
     new.review.reviewed_at = annotation.get("updated_at") or annotation.get("created_at")
     new.review.comment = comments[-1] if comments else None
-    return verdict, new, changed, new.review.comment
+    return LongVReview(verdict, new, changed)
 
 
 def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
@@ -127,19 +134,12 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
         if task is None:
             kept.append(item)
             continue
-        reviews = []
-        for ann in annotations_in_order(task, users):
-            try:
-                r = read_review(item, ann)
-            except ValueError as e:
-                summary.malformed.append({"task": task["id"], "example": item.id, "annotation": ann.get("id"), "reason": str(e)})
-                continue
-            if r[0]:
-                reviews.append(r)
-        accepted = [r for r in reviews if r[0] in ("accept", "fixed")]
+        reviews = read_reviews(task, users, lambda ann, item=item: read_review(item, ann), ValueError, summary)
+        accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
         if accepted:
-            verdict, new, changed, _ = accepted[-1]  # the latest accepted annotation wins
-            new.review.status = "fixed" if (verdict == "fixed" or changed) else "accepted"
+            r = accepted[-1]  # the latest accepted annotation wins
+            new, changed = r.item, r.changed
+            new.review.status = "fixed" if (r.verdict == "fixed" or changed) else "accepted"
             if changed:
                 new.provenance["review_changes"] = ", ".join(changed)
                 fails = prompts.prompt_failures(new)
@@ -151,8 +151,8 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             summary.accepted += new.review.status == "accepted"
             kept.append(new)
         elif reviews:
-            _, new, _, comment = reviews[-1]
-            new_rejections.append(Rejection("review", item.id, "rejected_by_reviewer", f"{new.review.reviewer or 'a reviewer'}: {comment or 'no reason given'}"))
+            new = reviews[-1].item
+            new_rejections.append(Rejection("review", item.id, "rejected_by_reviewer", f"{new.review.reviewer or 'a reviewer'}: {new.review.comment or 'no reason given'}"))
             summary.rejected += 1
         else:
             summary.open += 1

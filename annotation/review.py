@@ -200,6 +200,21 @@ def annotations_in_order(task: dict, users: dict) -> Iterator[dict]:
             yield {**ann, "completed_by": users.get(ann.get("completed_by"), ann.get("completed_by"))}
 
 
+def read_reviews(task: dict, users: dict, read, errors, summary: PullSummary) -> list:
+    """``read(annotation)`` of each annotation of the task that carries a verdict, oldest first; one
+    that ``read`` rejects (raising ``errors``) is reported in ``summary.malformed``, not fatal."""
+    out = []
+    for ann in annotations_in_order(task, users):
+        try:
+            r = read(ann)
+        except errors as e:
+            summary.malformed.append({"task": task["id"], "example": task["data"].get("example_id"), "annotation": ann.get("id"), "reason": str(e)})
+            continue
+        if r.verdict:
+            out.append(r)
+    return out
+
+
 def pull(release: str | Path, client, out: str | Path, title: str | None = None) -> PullSummary:
     release, out = Path(release), Path(out)
     if is_longv(release):
@@ -217,15 +232,7 @@ def pull(release: str | Path, client, out: str | Path, title: str | None = None)
         if task is None:
             kept.append(ex)  # never pushed: stays as it was
             continue
-        reviews = []
-        for ann in annotations_in_order(task, users):
-            try:
-                r = read_annotation(ex, ann)
-            except MalformedAnnotation as e:
-                summary.malformed.append({"task": task["id"], "example": ex.id, "annotation": ann.get("id"), "reason": str(e)})
-                continue
-            if r.verdict:
-                reviews.append(r)
+        reviews = read_reviews(task, users, lambda ann, ex=ex: read_annotation(ex, ann), MalformedAnnotation, summary)
         if len(reviews) > 1:
             a = _agreement(reviews)
             agree["tasks"] += 1
