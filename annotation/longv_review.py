@@ -29,6 +29,7 @@ from annotation.review import (
     read_reviews,
     served_folder,
 )
+from annotation.tasks import MalformedAnnotation, result_of, texts_of, verdict_of
 from pipeline import __version__
 from pipeline.longv import prompts
 from pipeline.longv.release import fill, read_items
@@ -52,11 +53,12 @@ def serve_playable(src: Path, dst: Path) -> None:
     """Copy the video where Label Studio serves it; one a browser cannot decode (e.g. MPEG-4 Part 2)
     is served as an H.264 copy instead (the release keeps its own bytes)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if codec(src) in BROWSER_CODECS:
+    tag = codec(src)
+    if tag in BROWSER_CODECS:
         shutil.copyfile(src, dst)
         return
     info = probe(src)
-    log.info("%s: codec %s does not play in a browser; serving an H.264 copy", src, codec(src))
+    log.info("%s: codec %s does not play in a browser; serving an H.264 copy", src, tag)
     tmp = dst.with_name(dst.name + ".partial.mp4")
     write_video(tmp, (f for _, f in frames(src)), info.fps, (info.width, info.height))
     tmp.rename(dst)
@@ -88,10 +90,6 @@ def push(release: Path, client, files_root: str | Path, title: str | None = None
     return PushSummary(project.id, f"{client._client_wrapper.get_base_url()}/projects/{project.id}", len(items), pushed, len(done))
 
 
-def _texts(result: list[dict], name: str) -> list[str]:
-    return [t for r in result if r.get("from_name") == name for t in (r.get("value") or {}).get("text", []) if isinstance(t, str)]
-
-
 @dataclass
 class LongVReview:
     verdict: str | None
@@ -100,26 +98,17 @@ class LongVReview:
 
 
 def read_review(item: LongVItem, annotation: dict) -> LongVReview:
-    result = annotation.get("result")
-    if not isinstance(result, list):
-        raise ValueError("annotation without a result list")
+    result = result_of(annotation)
     new = copy.deepcopy(item)
     changed = []
     for kind in EDIT_KINDS:
-        texts = [t.strip().strip('"').strip() for t in _texts(result, kind)]
+        texts = [t.strip().strip('"').strip() for t in texts_of(result, kind)]
         if texts and texts[-1] and texts[-1] != item.prompt(kind):
             setattr(new, kind, texts[-1])
             changed.append(kind)
-    verdicts = [c for r in result if r.get("from_name") == "verdict" for c in (r.get("value") or {}).get("choices", [])]
-    verdict = verdicts[-1] if verdicts else None
-    if verdict is not None and verdict not in ("accept", "fixed", "reject"):
-        raise ValueError(f"unknown verdict {verdict!r}")
-    comments = _texts(result, "comment")
-    reviewer = annotation.get("completed_by")
-    new.review.reviewer = str(reviewer) if reviewer is not None else None
-    new.review.reviewed_at = annotation.get("updated_at") or annotation.get("created_at")
-    new.review.comment = comments[-1] if comments else None
-    return LongVReview(verdict, new, changed)
+    v = verdict_of(annotation)
+    new.review.reviewer, new.review.reviewed_at, new.review.comment = v.reviewer, v.reviewed_at, v.comment
+    return LongVReview(v.verdict, new, changed)
 
 
 def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
@@ -134,7 +123,7 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
         if task is None:
             kept.append(item)
             continue
-        reviews = read_reviews(task, users, lambda ann, item=item: read_review(item, ann), ValueError, summary)
+        reviews = read_reviews(task, users, lambda ann, item=item: read_review(item, ann), MalformedAnnotation, summary)
         accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
         if accepted:
             r = accepted[-1]  # the latest accepted annotation wins

@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from annotation.configs import VERDICTS
 from pipeline.boxes import find_boxes, format_box, quantize
 from pipeline.schema import Box, Example
 
@@ -95,7 +96,8 @@ class Review:
     comment: str | None = None
 
 
-def _texts(result: list[dict], name: str) -> list[str]:
+def texts_of(result: list[dict], name: str) -> list[str]:
+    """Every text of the regions of control ``name`` in an annotation's result, in order."""
     out = []
     for r in result:
         if r.get("from_name") == name:
@@ -103,11 +105,42 @@ def _texts(result: list[dict], name: str) -> list[str]:
     return out
 
 
-def read_annotation(original: Example, annotation: dict) -> Review:
-    """Apply one annotation's result to a copy of the pushed example."""
+def result_of(annotation: dict) -> list[dict]:
     result = annotation.get("result")
     if not isinstance(result, list):
         raise MalformedAnnotation("annotation without a result list")
+    return result
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What every review config shares: the verdict (checked), who gave it, when, and the comment."""
+
+    verdict: str | None
+    reviewer: str | None
+    reviewed_at: str | None
+    comment: str | None
+
+
+def verdict_of(annotation: dict) -> Verdict:
+    result = result_of(annotation)
+    verdicts = [c for r in result if r.get("from_name") == "verdict" for c in (r.get("value") or {}).get("choices", [])]
+    verdict = verdicts[-1] if verdicts else None
+    if verdict is not None and verdict not in VERDICTS:
+        raise MalformedAnnotation(f"unknown verdict {verdict!r}")
+    comments = texts_of(result, "comment")
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    when = annotation.get("updated_at") or annotation.get("created_at")
+    if isinstance(when, datetime):
+        when = when.isoformat()
+    return Verdict(verdict, str(who) if who is not None else None, str(when) if when else None, comments[-1] if comments else None)
+
+
+def read_annotation(original: Example, annotation: dict) -> Review:
+    """Apply one annotation's result to a copy of the pushed example."""
+    result = result_of(annotation)
     ex = copy.deepcopy(original)
     grounded = [i for i, s in enumerate(ex.steps) if s.box is not None]
     boxes: dict[int, Box] = {}
@@ -140,28 +173,18 @@ def read_annotation(original: Example, annotation: dict) -> Review:
             changed.append(f"step {idx + 1} text")
         step.box, step.text = box, new_text
     unboxed = [i for i, s in enumerate(ex.steps) if s.box is None]
-    lines = [line for t in _texts(result, "unboxed_steps") for line in t.split("\n") if line.strip()]
+    lines = [line for t in texts_of(result, "unboxed_steps") for line in t.split("\n") if line.strip()]
     for i, line in zip(unboxed, lines):
         text = line.split(": ", 1)[1] if line.startswith("Step ") and ": " in line else line
         if text != ex.steps[i].text:
             changed.append(f"step {i + 1} text")
             ex.steps[i].text = text
     for name in ("question", "answer"):
-        texts = _texts(result, name)
+        texts = texts_of(result, name)
         if texts and texts[-1].strip() and texts[-1] != getattr(ex, name):
             setattr(ex, name, texts[-1].strip())
             changed.append(name)
     if grounded:
         ex.answer_box = ex.steps[grounded[-1]].box
-    verdicts = [c for r in result if r.get("from_name") == "verdict" for c in (r.get("value") or {}).get("choices", [])]
-    verdict = verdicts[-1] if verdicts else None
-    if verdict is not None and verdict not in ("accept", "fixed", "reject"):
-        raise MalformedAnnotation(f"unknown verdict {verdict!r}")
-    comments = _texts(result, "comment")
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    when = annotation.get("updated_at") or annotation.get("created_at")
-    if isinstance(when, datetime):
-        when = when.isoformat()
-    return Review(verdict, ex, changed, str(who) if who is not None else None, str(when) if when else None, comments[-1] if comments else None)
+    v = verdict_of(annotation)
+    return Review(v.verdict, ex, changed, v.reviewer, v.reviewed_at, v.comment)
