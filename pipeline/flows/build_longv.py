@@ -25,14 +25,12 @@ _local = threading.local()
 
 
 def _detector(cfg: steps.LongVConfig):
-    from pipeline.detect.detector import Detector
-
     key = (cfg.weights(), tuple(sorted(cfg.name_map.items())), cfg.detector_conf)
     cache = getattr(_local, "detectors", None)
     if cache is None:
         cache = _local.detectors = {}
     if key not in cache:
-        cache[key] = Detector(cfg.weights(), name_map=cfg.name_map, conf=cfg.detector_conf)
+        cache[key] = cfg.make_detector()
     return cache[key]
 
 
@@ -43,9 +41,7 @@ def discover_videos(cfg: steps.LongVConfig) -> steps.Discovered:
 
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE, task_run_name="video-{vid}")
 def process_video(path: str, vid: str, cfg: steps.LongVConfig, out_dir: str, code: str) -> steps.VideoResult:
-    if steps.result_done(out_dir, steps.result_key(path, cfg.params(), code)):
-        return steps.process_video(path, vid, cfg, out_dir, code)  # reads the finished result
-    return steps.process_video(path, vid, cfg, out_dir, code, _detector(cfg))
+    return steps.process_video(path, vid, cfg, out_dir, code, lambda: _detector(cfg))
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)

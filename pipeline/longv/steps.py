@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -56,6 +58,11 @@ class LongVConfig:
         from pipeline.detect.detector import DEFAULT_WEIGHTS
 
         return str(DEFAULT_WEIGHTS) if self.detector == "default" else self.detector
+
+    def make_detector(self):
+        from pipeline.detect.detector import Detector
+
+        return Detector(self.weights(), name_map=self.name_map, conf=self.detector_conf)
 
     def params(self) -> dict:
         """What a video's result depends on besides its bytes and the code."""
@@ -135,10 +142,6 @@ def result_key(path: str | Path, params: dict, code: str) -> str:
     return h.hexdigest()[:24]
 
 
-def result_done(out_dir: str | Path, key: str) -> bool:
-    return (Path(out_dir) / f"{key}.json").is_file()
-
-
 def analyse(path: str | Path, vid: str, cfg: LongVConfig, detector) -> tuple[LongVItem, dict[int, bytes]]:
     """One decoding pass over the video; returns the item and its keyframes as JPEG bytes."""
     info = probe(path)
@@ -188,20 +191,17 @@ def analyse(path: str | Path, vid: str, cfg: LongVConfig, detector) -> tuple[Lon
     return item, jpegs
 
 
-def process_video(path: str, vid: str, cfg: LongVConfig, out_dir: str, code: str, detector=None) -> VideoResult:
+def process_video(path: str, vid: str, cfg: LongVConfig, out_dir: str, code: str, get_detector: Callable | None = None) -> VideoResult:
     """Analyse one video into ``out_dir/<key>.json`` (+ ``<key>/<frame>.jpg``); a bad video gives a
-    rejection (or raises, when strict). A finished key is read, not redone."""
+    rejection (or raises, when strict). A finished key is read, not redone, and then no detector is
+    asked of ``get_detector`` (default: a new one from the config)."""
     key = result_key(path, cfg.params(), code)
     out = Path(out_dir)
     item_file = out / f"{key}.json"
     if item_file.is_file():
         return VideoResult(key, vid, path, item_file=str(item_file))
     try:
-        if detector is None:
-            from pipeline.detect.detector import Detector
-
-            detector = Detector(cfg.weights(), name_map=cfg.name_map, conf=cfg.detector_conf)
-        item, jpegs = analyse(path, vid, cfg, detector)
+        item, jpegs = analyse(path, vid, cfg, (get_detector or cfg.make_detector)())
     except (VideoError, cv2.error) as e:
         rule, detail = (e.rule, e.detail) if isinstance(e, VideoError) else ("unreadable_video", f"OpenCV: {e}")
         if cfg.strict:
@@ -231,13 +231,12 @@ def load_result(r: VideoResult) -> tuple[LongVItem | None, Rejection | None, dic
 
 def run_plain(cfg: LongVConfig) -> dict:
     """The whole build without Prefect (tests, benchmarks, `--no-prefect`)."""
-    from pipeline.detect.detector import Detector
     from pipeline.longv.release import write_release
 
     found = discover(cfg)
     out_dir = str(cfg.results_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    detector = Detector(cfg.weights(), name_map=cfg.name_map, conf=cfg.detector_conf) if found.videos else None
+    detector = cache(cfg.make_detector)  # one detector for all videos, made only if one needs analysing
     results = [process_video(p, v, cfg, out_dir, code_digest(), detector) for p, v in zip(found.videos, found.ids)]
     return write_release(cfg, found, results)
 
