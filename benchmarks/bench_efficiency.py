@@ -7,7 +7,7 @@ latency of the decoder forward per sample (best of 3, one thread, on a machine s
 work; the unchanged model is timed again beside each method, in brackets, and the speed-up is the
 ratio of the two), and next-token agreement on the answer tokens (all of them, teacher-forced, and the
 first one alone: the next token at the end of the prompt). FitPrune and G-Prune at 3 budgets; DyVTE,
-γ-MoD, RoE once. Target: FitPrune >= 50 % of the visual FLOPs cut with >= 99 % agreement.
+γ-MoD, RoE and FlashSloth's pooling once. Target: FitPrune >= 50 % of the visual FLOPs cut with >= 99 % agreement.
 
 Two models, both fine-tuned by training/finetune.py with training/configs/tiny_cpu.yaml:
   runs/tiny-cpu  the default tiny model (`make finetune`): 16 visual tokens, 2 decoder layers;
@@ -71,7 +71,8 @@ def rows_for(model: Path, quick: bool) -> tuple[list[dict], dict]:
     plan += [replace(base, method="dyvte", fit_samples=2 * base.fit_samples),
              replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2),
              replace(base, method="gamma-mod", fit_split="train", fit_samples=4 * base.fit_samples, router_lr=1e-2, mod_lr=0.0),
-             replace(base, method="roe", fit_split="train", fit_samples=4 * base.fit_samples)]
+             replace(base, method="roe", fit_split="train", fit_samples=4 * base.fit_samples),
+             replace(base, method="flashsloth", fit_split="train", fit_samples=4 * base.fit_samples, sloth_steps=60 if quick else 300)]
     rows, ref = [], None
     for i, cfg in enumerate(plan):
         t = time.perf_counter()
@@ -95,7 +96,8 @@ def table(name: str, rows: list[dict], ref: dict, n_vis: int, layers: int) -> st
         note = {"fitprune": lambda r: f"alpha {r['alpha']:.2f}, drops {r['drop_per_layer']}",
                 "dyvte": lambda r: f"{r['exit_share']:.0%} of samples exit; exit labels {r['exit_label_share']:.0%}",
                 "gamma-mod": lambda r: f"ARank {r['arank']}; p > 0.005 prefill",
-                "roe": lambda r: f"{r['skipped_layers']:.0%} of layers skipped"}.get(r["method"], lambda r: "")(r)
+                "roe": lambda r: f"{r['skipped_layers']:.0%} of layers skipped",
+                "flashsloth": lambda r: f"answer loss {r['answer_loss']:.3f} (unchanged {r['answer_loss_unchanged']:.3f}, average pooling {r['answer_loss_average_pooling']:.3f})"}.get(r["method"], lambda r: "")(r)
         lines.append(f"| {r['method']} | {r['setting']} | {r['gflops'] * 1000:.1f} | {r['flops_cut']:.1%} | {r['visual_flops_cut']:.1%} | "
                      f"{r['latency_ms']:.2f} ({r['dense_latency_ms']:.2f}) | {r['speedup']:.2f}x | {r['agreement']:.2%} | {r['first_token_agreement']:.1%} | {r['seconds']:.0f} | {note} |")
         if "topk" in r:  # γ-MoD evaluated again with the training capacity instead of the p > 0.005 threshold

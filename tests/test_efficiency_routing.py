@@ -8,7 +8,7 @@ import pytest
 import torch
 from efficiency_models import ragged_batch, tiny_llava
 
-from training.efficiency.flashsloth import InstructionQueries, SpatialAttentionPool
+from training.efficiency.flashsloth import InstructionQueries, SpatialAttentionPool, pool_state, run_pooled, train_pool
 from training.efficiency.gamma_mod import AUX_WEIGHT, MoDPolicy, arank, attention_rank, finetune, layers_to_convert
 from training.efficiency.roe import RoE, curriculum, sparsity_regulariser
 from training.efficiency.roe import train as roe_train
@@ -201,3 +201,47 @@ def test_instruction_queries_read_only_the_real_question_tokens():
     assert torch.allclose(iq(changed, mask, vision), out, atol=1e-6)
     changed[1, 0] = 100.0
     assert not torch.allclose(iq(changed, mask, vision)[1], out[1], atol=1e-3)
+
+
+def test_pooled_image_runs_as_a_sequence_built_with_the_pooled_tokens():
+    """The decoder on `pool_state` = the decoder on each sample alone, its image replaced by the pooled vectors,
+    positions 0.. without gaps (a direct implementation through the model's own forward)."""
+    model = tiny_llava(layers=2, image_size=24, patch=4)  # 6 x 6 = 36 image tokens -> 2 x 2 pooled
+    batch = ragged_batch(n_img=36)
+    runner = DecoderRunner(model)
+    torch.manual_seed(1)
+    pool = SpatialAttentionPool(32, mlp_hidden=8).eval()  # random scores: not average pooling
+    with torch.no_grad():
+        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
+        pooled = pool_state(state, pool)
+        res = run_pooled(runner, state, pool)
+        for b in range(3):
+            real = state.valid[b]
+            vis = state.vision[b][real]
+            seq = state.hidden[b][real]
+            img = pool(seq[vis][None])[0]  # [4, D]
+            first = int(torch.nonzero(vis)[0])
+            direct_in = torch.cat([seq[:first], img, seq[first + 36:]])
+            direct = model.model.language_model(inputs_embeds=direct_in[None], position_ids=torch.arange(len(direct_in))[None]).last_hidden_state[0]
+            got = res.hidden[b][res.state.valid[b]]
+            assert got.shape == direct.shape and torch.allclose(got, direct, atol=1e-4)
+            assert int((pooled.vision[b] & pooled.valid[b]).sum()) == 4
+            assert pooled.position_ids[b][pooled.valid[b]].tolist() == list(range(len(direct_in)))
+    with pytest.raises(ValueError, match="one grid per sample"):
+        keep = state.valid.clone()
+        keep[0, int(torch.nonzero(state.vision[0])[0])] = False  # sample 0 loses an image token
+        pool_state(state.keep(keep), pool)
+
+
+def test_pool_training_lowers_the_answer_loss_and_leaves_the_decoder_alone():
+    model = tiny_llava(layers=2, image_size=24, patch=4)
+    batch = ragged_batch(n_img=36)
+    runner = DecoderRunner(model)
+    pool = SpatialAttentionPool(32, mlp_hidden=8).start_uniform()
+    decoder = {k: v.clone() for k, v in runner.layers.state_dict().items()}
+    projector = model.model.multi_modal_projector.linear_1.weight.clone()
+    hist = train_pool(runner, pool, [batch], steps=30, lr=1e-2, projector_lr=1e-2)
+    assert hist[-1]["lm"] < hist[0]["lm"]
+    assert all(torch.equal(v, runner.layers.state_dict()[k]) for k, v in decoder.items())
+    assert not torch.equal(projector, model.model.multi_modal_projector.linear_1.weight)
+    assert not any(p.requires_grad for p in model.parameters())

@@ -46,7 +46,7 @@ def test_every_stage_runs_on_the_release(run_folder, tmp_path):
     for method in METHODS:
         cfg = EfficiencyConfig(method=method, model=str(folder), data=str(release), out=str(tmp_path / method), fit_samples=8,
                                eval_samples=8, batch_size=4, latency_repeats=1, gate_hidden=32, gate_steps=4, mod_steps=2,
-                               roe_steps=4, adapter_dim=16, flops_budget=0.6)
+                               roe_steps=4, adapter_dim=16, flops_budget=0.6, sloth_steps=3)
         row, ref = run(cfg, ref)
         saved = json.loads((tmp_path / method / "result.json").read_text())
         assert saved["method"] == method and 0 <= saved["agreement"] <= 1 and saved["answer_tokens"] > 0

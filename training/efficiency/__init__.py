@@ -5,4 +5,4 @@
 `dyvte`, `gamma_mod`, `roe`, `flashsloth`. The CLI is ``python -m training.efficiency METHOD``.
 """
 
-METHODS = ("fitprune", "gprune", "dyvte", "gamma-mod", "roe")  # the CLI's stages
+METHODS = ("fitprune", "gprune", "dyvte", "gamma-mod", "roe", "flashsloth")  # the CLI's stages

@@ -6,6 +6,7 @@ unchanged model (decoder FLOPs, CPU latency, next-token agreement on the answer 
     python -m training.efficiency dyvte --config training/configs/efficiency/dyvte.yaml gate_steps=100
     python -m training.efficiency gamma-mod --config training/configs/efficiency/gamma_mod.yaml
     python -m training.efficiency roe --config training/configs/efficiency/roe.yaml
+    python -m training.efficiency flashsloth --config training/configs/efficiency/flashsloth.yaml
 
 methods:
   fitprune   calibrate a per-layer drop recipe under a FLOPs budget (recipe.json), prune at inference
@@ -13,6 +14,7 @@ methods:
   dyvte      train per-layer exit gates with the LLM frozen (gates.pt), drop all visual tokens at exit
   gamma-mod  ARank per layer, convert the lowest to mixture-of-depths, fine-tune router + decoder
   roe        routers and adapters with the sparsity regulariser and the 3-phase curriculum
+  flashsloth 3x3 spatial attention pooling of the image tokens, trained with the decoder frozen (flashsloth.pt)
 
 --model is a training/finetune.py run folder (runs/tiny-cpu: its merged/ or base/ + adapter/) or a
 checkpoint; the LoRA is merged. Writes OUT/config.yaml, OUT/result.json and the method's artefact.

@@ -8,16 +8,28 @@ side is not a multiple of 3 is padded; padded slots get no weight.
 cross-attend to the question's hidden states, then to the uncompressed visual features, each with a
 residual.
 
-These are architecture modules that need the model trained with them; the tiny LLaVA here is not, so
-they are tested on their own (pooling against a direct loop) and not wired into the decoder runner.
+The stage (`python -m training.efficiency flashsloth`) puts the pooling between the projector and the
+decoder of a fine-tuned model: each sample's image tokens become the pooled ones, which take the first
+slots of the image span while the rest leave, and positions are renumbered so the sequence reads as one
+built with the pooled count (`pool_state`). Only the pooling (its scoring MLP starts at zero: uniform
+weights, plain average pooling) and, if ``projector_lr`` > 0, the projector learn, on the LM loss of
+the answer tokens with the decoder frozen (`train_pool`); FlashSloth itself trains the whole model.
+`InstructionQueries` stays a module, tested alone: it needs a decoder trained with query tokens at
+layer 8, and the tiny models have 2 to 4 layers.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import replace
 
 import torch
 from torch import nn
+
+from training.efficiency.data import answer_logits
+from training.efficiency.runner import DecoderRunner, Policy, RunResult, TokenState
+from training.efficiency.spans import position_ids_from_mask
 
 WINDOW, N_QUERIES, QUERY_LAYER = 3, 9, 8
 
@@ -28,6 +40,12 @@ class SpatialAttentionPool(nn.Module):
         self.window = window
         h = mlp_hidden or dim
         self.score = nn.Sequential(nn.Linear(dim, h), nn.GELU(), nn.Linear(h, 1))
+
+    def start_uniform(self) -> SpatialAttentionPool:
+        """Zero the last layer: equal weights in every window (average pooling) until training moves them."""
+        nn.init.zeros_(self.score[-1].weight)
+        nn.init.zeros_(self.score[-1].bias)
+        return self
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """x [B, N, D] in row-major grid order -> [B, ceil(h/3) * ceil(w/3), D]."""
@@ -62,3 +80,60 @@ class InstructionQueries(nn.Module):
         q = self.queries.expand(question.shape[0], -1, -1) if queries is None else queries
         q = q + self.to_question(q, question, question, key_padding_mask=~question_mask.bool(), need_weights=False)[0]
         return q + self.to_vision(q, vision, vision, need_weights=False)[0]
+
+
+def pool_state(state: TokenState, pool: SpatialAttentionPool, grid: tuple[int, int] | None = None) -> TokenState:
+    """The tokens entering the decoder with each sample's image tokens pooled (see the module doc)."""
+    vis = state.vision & state.valid
+    counts = vis.sum(1)
+    n = int(counts[0])
+    if not bool((counts == n).all()):
+        raise ValueError(f"FlashSloth pools one grid per sample; these samples have {sorted(set(counts.tolist()))} image tokens")
+    b, _, d = state.hidden.shape
+    idx = torch.nonzero(vis)[:, 1].view(b, n)  # row-major: the image tokens of each sample, in grid order
+    x = torch.gather(state.hidden, 1, idx[..., None].expand(b, n, d))
+    pooled = pool(x, grid).to(state.hidden.dtype)  # [B, m, D]
+    m = pooled.shape[1]
+    rows = torch.arange(b, device=idx.device)[:, None].expand(b, m)
+    hidden = state.hidden.index_put((rows.reshape(-1), idx[:, :m].reshape(-1)), pooled.reshape(-1, d))
+    keep = (state.valid & ~vis).scatter(1, idx[:, :m], True)
+    out = replace(state, hidden=hidden).keep(keep)
+    return replace(out, position_ids=position_ids_from_mask(out.valid))
+
+
+def run_pooled(runner: DecoderRunner, state: TokenState, pool: SpatialAttentionPool) -> RunResult:
+    return runner.run(pool_state(state, pool), Policy())
+
+
+def train_pool(runner: DecoderRunner, pool: SpatialAttentionPool, batches: list[dict], steps: int, lr: float = 1e-3,
+               projector_lr: float = 0.0, seed: int = 0) -> list[dict]:
+    """LM loss on the answer tokens through the pooled image, the decoder frozen; the pooling (and the
+    projector when ``projector_lr`` > 0) learns."""
+    model = runner.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    groups = [{"params": list(pool.parameters()), "lr": lr}]
+    projector = model.model.multi_modal_projector
+    if projector_lr > 0:
+        for p in projector.parameters():
+            p.requires_grad_(True)
+        groups.append({"params": list(projector.parameters()), "lr": projector_lr})
+    opt = torch.optim.AdamW(groups)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    pool.train()
+    history = []
+    for step in range(steps):
+        batch = batches[rng.randrange(len(batches))]
+        with torch.set_grad_enabled(projector_lr > 0):
+            state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        logits, targets, valid = answer_logits(runner, run_pooled(runner, state, pool), batch)
+        loss = nn.functional.cross_entropy(logits[valid], targets[valid])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({"step": step, "lm": float(loss.detach())})
+    pool.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return history

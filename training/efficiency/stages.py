@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import yaml
 
-from training.efficiency import METHODS, dyvte, fitprune, gamma_mod, gprune, roe
-from training.efficiency.data import load_model, release_batches
+from training.efficiency import METHODS, dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
+from training.efficiency.data import answer_logits, load_model, release_batches
 from training.efficiency.evaluate import Reference, compare, reference
 from training.efficiency.runner import DecoderRunner
 
@@ -56,6 +57,11 @@ class EfficiencyConfig:
     roe_steps: int = 100
     roe_lr: float = 1e-3
     llm_lr: float = 1e-4
+    # FlashSloth
+    window: int = 3  # pooling window side: 27 x 27 -> 9 x 9 in the paper
+    sloth_steps: int = 300
+    sloth_lr: float = 1e-3
+    projector_lr: float = 1e-4  # 0 trains the pooling alone
 
 
 def load_config(path: str | None, overrides: list[str]) -> EfficiencyConfig:
@@ -167,7 +173,41 @@ def run_roe(s: Session, out: Path) -> dict:
     return {"setting": f"skip ratio {roe.SKIP_RATIO}", "skipped_layers": float(torch.cat(skips).mean()), "lm_last": hist[-1]["lm"], **row}
 
 
-RUNNERS = {"fitprune": run_fitprune, "gprune": run_gprune, "dyvte": run_dyvte, "gamma-mod": run_gamma_mod, "roe": run_roe}
+@torch.no_grad()
+def answer_loss(runner, batches: list[dict], run) -> float:
+    """Mean cross-entropy of the answer tokens (token-weighted) under ``run(batch, state)``."""
+    total = count = 0.0
+    for batch in batches:
+        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        logits, targets, valid = answer_logits(runner, run(batch, state), batch)
+        total += float(torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum"))
+        count += int(valid.sum())
+    return total / max(1, count)
+
+
+def run_flashsloth(s: Session, out: Path) -> dict:
+    cfg = s.cfg
+    pool = flashsloth.SpatialAttentionPool(s.runner.shape.hidden, window=cfg.window).start_uniform()
+
+    def run(batch, state):
+        return flashsloth.run_pooled(s.runner, state, pool)
+
+    dense = answer_loss(s.runner, s.eval, lambda batch, state: s.runner.run(state))
+    untrained = answer_loss(s.runner, s.eval, run)  # plain average pooling
+    hist = flashsloth.train_pool(s.runner, pool, s.fit, cfg.sloth_steps, cfg.sloth_lr, cfg.projector_lr, cfg.seed)
+    torch.save({"pool": pool.state_dict(), "projector": s.model.model.multi_modal_projector.state_dict(), "window": cfg.window}, out / "flashsloth.pt")
+    row = s.measure(run)
+    batch = s.eval[0]
+    n_vis = int(s.runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])[0].vision[0].sum())
+    side = math.isqrt(n_vis)
+    m = (-(-side // cfg.window)) ** 2
+    return {"setting": f"{n_vis} -> {m} visual tokens", "visual_tokens": [n_vis, m], "answer_loss": answer_loss(s.runner, s.eval, run),
+            "answer_loss_unchanged": dense, "answer_loss_average_pooling": untrained, "lm_first": hist[0]["lm"] if hist else None,
+            "lm_last": hist[-1]["lm"] if hist else None, **row}
+
+
+RUNNERS = {"fitprune": run_fitprune, "gprune": run_gprune, "dyvte": run_dyvte, "gamma-mod": run_gamma_mod, "roe": run_roe,
+           "flashsloth": run_flashsloth}
 
 
 def run(cfg: EfficiencyConfig, ref: Reference | None = None) -> tuple[dict, Reference]:
