@@ -96,6 +96,30 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
         pol.router.bias.copy_(torch.tensor([10.0, -10.0]))  # p ~ 2e-9 < 0.005: every routable token skips
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
     assert res.trace[0].n_attn.tolist() == (x.valid & forced).sum(1).tolist()
+    # the decoding rule: an answer token with p < 0.5 skips the layer (attention as query and key, and MLP)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        pol.router.reset_parameters()
+        p = torch.softmax(pol.router(x.hidden), -1)[..., 1]
+        answer = x.answer & x.valid
+        assert (answer & (p < 0.5)).any() and (answer & (p >= 0.5)).any()  # this seed splits them
+        pol.decode = True
+        res = runner.run(x, pol, start=1, stop=2, final_norm=False)
+        go = (x.text & x.valid) | (answer & (p >= 0.5)) | (x.valid & ~forced & (p > 0.005))
+        assert res.trace[0].n_attn.tolist() == go.sum(1).tolist()
+        skipped = answer & (p < 0.5)
+        assert torch.equal(res.state.hidden[skipped], x.hidden[skipped])
+        for b in range(3):  # the tokens that went through: the layer on exactly those
+            idx = torch.nonzero(go[b]).flatten()
+            h = x.hidden[b:b + 1, idx]
+            pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, idx])
+            h = h + layer.self_attn(layer.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
+            routed = (~forced[b, idx]).float()
+            scale = routed * p[b, idx] + (1 - routed)
+            h = h + layer.mlp(layer.post_attention_layernorm(h)) * scale[None, :, None]
+            assert torch.allclose(res.state.hidden[b, idx], h[0], atol=1e-5)
+        pol.decode = False
+        assert runner.run(x, pol, start=1, stop=2, final_norm=False).trace[0].n_attn.tolist() == ((x.text | x.answer | ~forced) & x.valid & ((p > 0.005) | forced)).sum(1).tolist()
 
 
 def test_mod_finetuning_lowers_the_aux_loss():

@@ -50,7 +50,24 @@ def test_every_stage_runs_on_the_release(run_folder, tmp_path):
         row, ref = run(cfg, ref)
         saved = json.loads((tmp_path / method / "result.json").read_text())
         assert saved["method"] == method and 0 <= saved["agreement"] <= 1 and saved["answer_tokens"] > 0
+        d, t = saved["answer_tokens_digits"], saved["answer_tokens_text"]
+        assert d > 0 and t > 0 and d + t == saved["answer_tokens"]  # the release's CoT answers write boxes
+        assert saved["agreement"] == pytest.approx((saved["agreement_digits"] * d + saved["agreement_text"] * t) / (d + t))
         assert (tmp_path / method / "config.yaml").read_text().startswith(f"# python -m training.efficiency {method}")
     recipe = json.loads((tmp_path / "fitprune" / "recipe.json").read_text())
     assert recipe["visual_tokens"] == 16 and recipe["visual_macs_recipe"] <= 0.6 * recipe["visual_macs_unpruned"]
     assert (tmp_path / "dyvte" / "gates.pt").is_file() and (tmp_path / "gamma-mod" / "gamma_mod.pt").is_file()
+
+
+def test_digit_tokens_are_the_ones_boxes_are_written_with(run_folder):
+    from training.efficiency.data import load_model
+    from training.efficiency.evaluate import digit_tokens
+
+    folder, _, _ = run_folder
+    tok = load_model(folder)[1].tokenizer
+    digits = digit_tokens(tok)
+    ids = tok("Step 1: The cone is at [0.327, 0.249, 0.187, 0.322]\nFinal Answer: Rubber", add_special_tokens=False).input_ids
+    flagged = "".join(tok.decode([i]) for i in ids if digits[i])
+    assert sorted(set(flagged) - set("0123456789")) <= [" ", ",", ".", "[", "]"]  # nothing but numbers and their glue
+    assert sum(c.isdigit() for c in flagged) == 17  # every digit: the step number + 4 coordinates x 4 digits
+    assert not any(digits[i] for i in tok("Final Answer: Rubber", add_special_tokens=False).input_ids)

@@ -15,8 +15,10 @@ against top-k membership, weight 0.01.
 ``prefill = "topk"`` evaluates with the training capacity instead of the threshold (to see what the
 routing costs when the router is not yet confident enough to push p below 0.005).
 
-Not done: decoding with a KV cache (the paper skips a layer at a decode step when p < 0.5); the runner
-measures prefill.
+``decode = True`` adds the paper's decoding rule to an evaluation: an answer token skips a MoD layer when
+its p < 0.5. Teacher-forced, that is what KV-cache decoding computes: a token that skips layer l at its
+decode step writes no key or value there, so no later token sees it at that layer; here it leaves that
+layer's attention (as query and key) and its MLP, which is what the runner does with any skipped token.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from training.efficiency.data import answer_logits
 from training.efficiency.runner import DecoderRunner, LayerTrace, Policy, TokenState
 
 log = logging.getLogger(__name__)
-CAPACITY, PREFILL_THRESHOLD, AUX_WEIGHT = 0.5, 0.005, 0.01  # from the paper's code
+CAPACITY, PREFILL_THRESHOLD, DECODE_THRESHOLD, AUX_WEIGHT = 0.5, 0.005, 0.5, 0.01  # from the paper's code
 
 
 def attention_rank(probs: torch.Tensor) -> float:
@@ -89,6 +91,7 @@ class MoDPolicy(Policy, nn.Module):
         self.router = nn.Linear(hidden_size, 2)
         self.mod_layers, self.capacity, self.threshold = set(mod_layers), capacity, threshold
         self.prefill = "threshold"  # at inference: "threshold" (the paper's p > 0.005) or "topk" (the training capacity)
+        self.decode = False  # at inference: answer tokens skip when p < 0.5 (the decoding rule)
         self.aux: list[torch.Tensor] = []  # per MoD layer of the last run
 
     def route(self, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,7 +112,10 @@ class MoDPolicy(Policy, nn.Module):
         logits, p, routable, chosen = self.route(state)
         if self.training:
             self.aux.append(nn.functional.cross_entropy(logits[routable], chosen[routable].long()))
-        go = ((state.text | state.answer) & state.valid) | chosen
+        answer = state.answer & state.valid
+        if self.decode and not self.training:
+            answer &= p >= DECODE_THRESHOLD
+        go = (state.text & state.valid) | answer | chosen
         packed = gather_kept(go)
         sub = state.keep(go)
         scale = torch.where(packed.take(routable, False), packed.take(p), torch.ones_like(packed.take(p)))  # [B, K]

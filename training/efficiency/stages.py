@@ -16,7 +16,7 @@ import yaml
 
 from training.efficiency import METHODS, dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
 from training.efficiency.data import answer_logits, load_model, release_batches
-from training.efficiency.evaluate import Reference, compare, reference
+from training.efficiency.evaluate import Reference, compare, digit_tokens, reference
 from training.efficiency.runner import DecoderRunner
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,10 @@ class Session:
         self.fit = release_batches(cfg.data, self.processor, cfg.fit_split, cfg.batch_size, cfg.fit_samples, cfg.seed, shuffle=True)
         self.eval = release_batches(cfg.data, self.processor, cfg.eval_split, cfg.batch_size, cfg.eval_samples)
         self.ref = ref or reference(self.runner, self.eval, cfg.latency_repeats)
+        self.digits = digit_tokens(self.processor.tokenizer)
 
     def measure(self, run) -> dict:
-        return compare(self.runner, self.eval, self.ref, run, self.cfg.latency_repeats)
+        return compare(self.runner, self.eval, self.ref, run, self.cfg.latency_repeats, self.digits)
 
 
 def _policy_run(runner, policy):
@@ -150,6 +151,9 @@ def run_gamma_mod(s: Session, out: Path) -> dict:
     hist = gamma_mod.finetune(s.runner, policy, s.fit, cfg.mod_steps, cfg.mod_lr, cfg.router_lr, cfg.seed)
     torch.save({"router": policy.state_dict(), "layers": s.runner.layers.state_dict(), "mod_layers": layers}, out / "gamma_mod.pt")
     row = s.measure(_policy_run(s.runner, policy))
+    policy.decode = True  # the prefill threshold and, for the answer tokens, the decoding rule (skip at p < 0.5)
+    row["decode"] = s.measure(_policy_run(s.runner, policy))
+    policy.decode = False
     policy.prefill = "topk"
     row["topk"] = s.measure(_policy_run(s.runner, policy))
     policy.prefill = "threshold"
