@@ -53,73 +53,69 @@ def test_arank_equals_the_eager_maps(model):
         assert got[layer] == pytest.approx(sum(ranks) / len(ranks))
 
 
+def _mod_layer_directly(runner, layer, x, b, idx, p):
+    """Layer ``layer`` on sample b's tokens ``idx`` alone (original positions), MLP scaled by their p."""
+    lay = runner.layers[layer]
+    h = x.hidden[b:b + 1, idx]
+    pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, idx])
+    h = h + lay.self_attn(lay.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
+    return (h + lay.mlp(lay.post_attention_layernorm(h)) * p[b, idx][None, :, None])[0]
+
+
 def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
     runner = DecoderRunner(model)
     batch = ragged_batch()
     torch.manual_seed(1)
     pol = MoDPolicy(32, [1])
     pol.train()
+    layer = runner.layers[1]
     with torch.no_grad():
         state, spans = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
         x = runner.run(state, stop=1, final_norm=False).state  # input of layer 1
         forced = x.text | x.answer
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
-        logits = pol.router(x.hidden)
+        logits = pol.router(layer.input_layernorm(x.hidden))  # the router reads the layer's normed input
         p = torch.softmax(logits, -1)[..., 1]
-        layer = runner.layers[1]
+        member = torch.zeros_like(p)
         for b in range(3):
             v = x.valid[b]
             routable = [i for i in range(x.hidden.shape[1]) if v[i] and not forced[b, i]]
             k = math.ceil(0.5 * len(routable))
             top = sorted(sorted(routable, key=lambda i: -float(p[b, i]))[:k])
             go = sorted(top + [i for i in range(x.hidden.shape[1]) if v[i] and forced[b, i]])
-            h = x.hidden[b:b + 1, go]
-            pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, go])
-            h = h + layer.self_attn(layer.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
-            scale = torch.tensor([float(p[b, i]) if i in top else 1.0 for i in go])
-            h = h + layer.mlp(layer.post_attention_layernorm(h)) * scale[None, :, None]
+            member[b, go] = 1
             out = res.state.hidden[b]
-            assert torch.allclose(out[go], h[0], atol=1e-5)
+            assert torch.allclose(out[go], _mod_layer_directly(runner, 1, x, b, go, p), atol=1e-5)  # every token through: MLP x p
             skipped = [i for i in routable if i not in top]
             assert torch.equal(out[skipped], x.hidden[b, skipped])  # skipped tokens pass unchanged
             assert res.trace[0].n_attn[b].item() == len(go)
-        member = torch.zeros_like(p)
-        routable_mask = x.valid & ~forced
-        for b in range(3):
-            idx = torch.nonzero(routable_mask[b]).flatten()
-            member[b, idx[torch.argsort(-p[b, idx], stable=True)[: math.ceil(0.5 * len(idx))]]] = 1
-        want = torch.nn.functional.cross_entropy(logits[routable_mask], member[routable_mask].long())
+        want = torch.nn.functional.cross_entropy(logits[x.valid], member[x.valid].long())  # forced tokens are targets 1 too
         assert pol.aux[0].item() == pytest.approx(want.item(), rel=1e-5)
-    # inference: the threshold, not top-k
+    # inference: the threshold over the whole prompt (question tokens too), not top-k; answers forced unless decoding
     pol.eval()
     with torch.no_grad():
-        pol.router.bias.copy_(torch.tensor([10.0, -10.0]))  # p ~ 2e-9 < 0.005: every routable token skips
+        pol.router.bias.copy_(torch.tensor([10.0, -10.0]))  # p ~ 2e-9 < 0.005: every prompt token skips
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
-    assert res.trace[0].n_attn.tolist() == (x.valid & forced).sum(1).tolist()
+    assert res.trace[0].n_attn.tolist() == (x.valid & x.answer).sum(1).tolist()
     # the decoding rule: an answer token with p < 0.5 skips the layer (attention as query and key, and MLP)
     torch.manual_seed(3)
     with torch.no_grad():
         pol.router.reset_parameters()
-        p = torch.softmax(pol.router(x.hidden), -1)[..., 1]
+        p = torch.softmax(pol.router(layer.input_layernorm(x.hidden)), -1)[..., 1]
         answer = x.answer & x.valid
         assert (answer & (p < 0.5)).any() and (answer & (p >= 0.5)).any()  # this seed splits them
+        prompt = x.valid & ~x.answer & (p > 0.005)
         pol.decode = True
         res = runner.run(x, pol, start=1, stop=2, final_norm=False)
-        go = (x.text & x.valid) | (answer & (p >= 0.5)) | (x.valid & ~forced & (p > 0.005))
+        go = prompt | (answer & (p >= 0.5))
         assert res.trace[0].n_attn.tolist() == go.sum(1).tolist()
         skipped = answer & (p < 0.5)
         assert torch.equal(res.state.hidden[skipped], x.hidden[skipped])
         for b in range(3):  # the tokens that went through: the layer on exactly those
             idx = torch.nonzero(go[b]).flatten()
-            h = x.hidden[b:b + 1, idx]
-            pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, idx])
-            h = h + layer.self_attn(layer.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
-            routed = (~forced[b, idx]).float()
-            scale = routed * p[b, idx] + (1 - routed)
-            h = h + layer.mlp(layer.post_attention_layernorm(h)) * scale[None, :, None]
-            assert torch.allclose(res.state.hidden[b, idx], h[0], atol=1e-5)
+            assert torch.allclose(res.state.hidden[b, idx], _mod_layer_directly(runner, 1, x, b, idx, p), atol=1e-5)
         pol.decode = False
-        assert runner.run(x, pol, start=1, stop=2, final_norm=False).trace[0].n_attn.tolist() == ((x.text | x.answer | ~forced) & x.valid & ((p > 0.005) | forced)).sum(1).tolist()
+        assert runner.run(x, pol, start=1, stop=2, final_norm=False).trace[0].n_attn.tolist() == (prompt | answer).sum(1).tolist()
 
 
 def test_mod_finetuning_lowers_the_aux_loss():

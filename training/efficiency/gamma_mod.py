@@ -4,13 +4,16 @@ ARank of a layer: for each head, the rank of its causal attention map over a sam
 the diagonal zeroed; mean over heads (and calibration samples). Low ARank = the layer's attention is
 redundant; the ``convert`` layers with the lowest ARank become MoD layers.
 
-A MoD layer: one router ``Linear(d -> 2)`` shared by all MoD layers gives each token p = softmax(...)[1].
-Masked routing: question and answer tokens (the text after the image) always go through; of the
-system + image tokens, the top half by p go through (training), or those with p > 0.005 (prefill at
-inference). Tokens not chosen skip the layer entirely (neither queries nor keys there). For routed
-tokens the layer's MLP output is scaled by p (text tokens are not routed: scale 1), which is how the
-router gets a gradient from the LM loss. Aux loss: cross-entropy of the router logits of routable tokens
-against top-k membership, weight 0.01.
+A MoD layer, as the official code (MODE-LLaVA, `llava_llama_mod.py`) does it: one router ``Linear(d -> 2)``,
+shared by all MoD layers, reads the layer's input-normed hidden states and gives each token
+p = softmax(...)[1]. Masked routing in training: question and answer tokens (the text after the image)
+always go through; of the system + image tokens, the top half by p go through. At inference the prompt's
+tokens (system, image and question alike) go through where p > 0.005. Tokens not chosen skip the layer
+entirely (neither queries nor keys there). The MLP output of every token that goes through is scaled by
+its p, which is how the router gets a gradient from the LM loss (and learns p ~ 1 for question and
+answer tokens). Aux loss: cross-entropy of the router logits of all real tokens against going through
+(forced tokens count as chosen), weight 0.01. Unlike the official code, kept tokens keep their original
+RoPE positions (it renumbers them 0..k-1 inside a MoD layer).
 
 ``prefill = "topk"`` evaluates with the training capacity instead of the threshold (to see what the
 routing costs when the router is not yet confident enough to push p below 0.005).
@@ -94,31 +97,31 @@ class MoDPolicy(Policy, nn.Module):
         self.decode = False  # at inference: answer tokens skip when p < 0.5 (the decoding rule)
         self.aux: list[torch.Tensor] = []  # per MoD layer of the last run
 
-    def route(self, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [B, T, 2], p [B, T], routable [B, T], chosen [B, T]) for the current tokens."""
-        logits = self.router(state.hidden.float())
+    def route(self, runner: DecoderRunner, layer: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [B, T, 2], p [B, T], go [B, T]: the tokens that run the layer)."""
+        logits = self.router(runner.layers[layer].input_layernorm(state.hidden).float())
         p = torch.softmax(logits, -1)[..., 1]
-        routable = ~state.text & ~state.answer & state.valid  # system + image tokens
+        answer = state.answer & state.valid
         if self.training or self.prefill == "topk":
+            routable = ~state.text & ~state.answer & state.valid  # system + image tokens
             k = torch.tensor([math.ceil(self.capacity * int(n)) for n in routable.sum(1)], device=p.device)
-            chosen = topk_indices(p.detach(), k, routable)
+            go = topk_indices(p.detach(), k, routable) | (state.text & state.valid) | answer
         else:
-            chosen = routable & (p > self.threshold)
-        return logits, p, routable, chosen
+            go = state.valid & ~state.answer & (p > self.threshold)  # the prompt at prefill
+            go |= answer
+        if self.decode and not self.training:  # answer tokens are decode steps: skip at p < 0.5
+            go &= ~answer | (p >= DECODE_THRESHOLD)
+        return logits, p, go
 
     def layer(self, runner, layer, state):
         if layer not in self.mod_layers:
             return None
-        logits, p, routable, chosen = self.route(state)
+        logits, p, go = self.route(runner, layer, state)
         if self.training:
-            self.aux.append(nn.functional.cross_entropy(logits[routable], chosen[routable].long()))
-        answer = state.answer & state.valid
-        if self.decode and not self.training:
-            answer &= p >= DECODE_THRESHOLD
-        go = (state.text & state.valid) | answer | chosen
+            self.aux.append(nn.functional.cross_entropy(logits[state.valid], go[state.valid].long()))
         packed = gather_kept(go)
         sub = state.keep(go)
-        scale = torch.where(packed.take(routable, False), packed.take(p), torch.ones_like(packed.take(p)))  # [B, K]
+        scale = packed.take(p)  # [B, K]
         n_attn = sub.counts()
         out, _, _ = runner.attention(layer, sub, False)
         h = sub.hidden + out
