@@ -196,7 +196,7 @@ def test_spatial_attention_pool_by_a_direct_loop():
     pool = SpatialAttentionPool(8, mlp_hidden=16)
     x = torch.randn(2, 7 * 5, 8)  # a 7 x 5 grid: padded to 9 x 6, 3 x 2 windows
     got = pool(x, (7, 5))
-    assert got.shape == (2, 6, 8)
+    assert got.shape == (2, 6, 8) and pool.pooled_count(35, (7, 5)) == 6
     g = x.view(2, 7, 5, 8)
     for b in range(2):
         for wi in range(3):
@@ -207,6 +207,7 @@ def test_spatial_attention_pool_by_a_direct_loop():
                 want = sum(a[i] * g[b, r, c] for i, (r, c) in enumerate(cells))
                 assert torch.allclose(got[b, wi * 2 + wj], want, atol=1e-5)
     assert SpatialAttentionPool(8)(torch.randn(1, 729, 8)).shape == (1, 81, 8)  # 27 x 27 -> 9 x 9
+    assert SpatialAttentionPool(8).pooled_count(729) == 81 and SpatialAttentionPool(8, window=2).pooled_count(64) == 16
 
 
 def test_instruction_queries_read_only_the_real_question_tokens():

@@ -64,12 +64,23 @@ def reference(runner: DecoderRunner, batches: list[dict], repeats: int = 3) -> R
     return Reference(preds, valids, flops / n, fv / n, 1000 * secs / n)
 
 
-@torch.no_grad()
 def digit_tokens(tokenizer) -> torch.Tensor:
     """Bool [vocab]: tokens whose text holds a digit (how box coordinates are written)."""
     return torch.tensor([any(c.isdigit() for c in tokenizer.decode([i])) for i in range(len(tokenizer))])
 
 
+@torch.no_grad()
+def answer_loss(runner: DecoderRunner, batches: list[dict], run: Callable[[dict, object], RunResult]) -> float:
+    """Mean cross-entropy of the answer tokens (token-weighted) under ``run(batch, state)``."""
+    total = count = 0.0
+    for batch in batches:
+        logits, targets, valid = answer_logits(runner, run(batch, _embedded(runner, batch)), batch)
+        total += float(torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum"))
+        count += int(valid.sum())
+    return total / max(1, count)
+
+
+@torch.no_grad()
 def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Callable[[dict, object], RunResult], repeats: int = 3,
             digits: torch.Tensor | None = None) -> dict:
     """``run(batch, state)`` -> RunResult of the method; returns the row of numbers. ``digits``: see `digit_tokens`."""
@@ -91,7 +102,7 @@ def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Cal
         agree += int(same.sum())
         total += int(ok.sum())
         if digits is not None:
-            is_digit = digits[targets.clamp(max=len(digits) - 1)]
+            is_digit = digits[targets]
             for kind, where in (("digits", is_digit & ok), ("text", ~is_digit & ok)):
                 split[kind][0] += int((same & where).sum())
                 split[kind][1] += int(where.sum())

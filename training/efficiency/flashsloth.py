@@ -47,14 +47,24 @@ class SpatialAttentionPool(nn.Module):
         nn.init.zeros_(self.score[-1].bias)
         return self
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """x [B, N, D] in row-major grid order -> [B, ceil(h/3) * ceil(w/3), D]."""
-        b, n, d = x.shape
+    def _grid(self, n: int, grid: tuple[int, int] | None) -> tuple[int, int, int, int]:
+        """(h, w) of the token grid (square unless given) and (hp, wp), padded to whole windows."""
         h, w = grid or (math.isqrt(n), math.isqrt(n))
         if h * w != n:
             raise ValueError(f"{n} tokens do not fill a {h} x {w} grid")
         k = self.window
-        hp, wp = -(-h // k) * k, -(-w // k) * k
+        return h, w, -(-h // k) * k, -(-w // k) * k
+
+    def pooled_count(self, n: int, grid: tuple[int, int] | None = None) -> int:
+        """How many tokens ``forward`` makes of ``n``."""
+        _, _, hp, wp = self._grid(n, grid)
+        return hp // self.window * (wp // self.window)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """x [B, N, D] in row-major grid order -> [B, ceil(h/3) * ceil(w/3), D]."""
+        b, n, d = x.shape
+        h, w, hp, wp = self._grid(n, grid)
+        k = self.window
         g = x.view(b, h, w, d)
         s = self.score(x).view(b, h, w)  # [B, h, w]
         g = nn.functional.pad(g, (0, 0, 0, wp - w, 0, hp - h))

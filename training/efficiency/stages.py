@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 import yaml
 
 from training.efficiency import METHODS, dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
-from training.efficiency.data import answer_logits, load_model, release_batches
-from training.efficiency.evaluate import Reference, compare, digit_tokens, reference
+from training.efficiency.data import load_model, release_batches
+from training.efficiency.evaluate import Reference, answer_loss, compare, digit_tokens, reference
 from training.efficiency.runner import DecoderRunner
 
 log = logging.getLogger(__name__)
@@ -177,18 +176,6 @@ def run_roe(s: Session, out: Path) -> dict:
     return {"setting": f"skip ratio {roe.SKIP_RATIO}", "skipped_layers": float(torch.cat(skips).mean()), "lm_last": hist[-1]["lm"], **row}
 
 
-@torch.no_grad()
-def answer_loss(runner, batches: list[dict], run) -> float:
-    """Mean cross-entropy of the answer tokens (token-weighted) under ``run(batch, state)``."""
-    total = count = 0.0
-    for batch in batches:
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
-        logits, targets, valid = answer_logits(runner, run(batch, state), batch)
-        total += float(torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum"))
-        count += int(valid.sum())
-    return total / max(1, count)
-
-
 def run_flashsloth(s: Session, out: Path) -> dict:
     cfg = s.cfg
     pool = flashsloth.SpatialAttentionPool(s.runner.shape.hidden, window=cfg.window).start_uniform()
@@ -201,10 +188,8 @@ def run_flashsloth(s: Session, out: Path) -> dict:
     hist = flashsloth.train_pool(s.runner, pool, s.fit, cfg.sloth_steps, cfg.sloth_lr, cfg.projector_lr, cfg.seed)
     torch.save({"pool": pool.state_dict(), "projector": s.model.model.multi_modal_projector.state_dict(), "window": cfg.window}, out / "flashsloth.pt")
     row = s.measure(run)
-    batch = s.eval[0]
-    n_vis = int(s.runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])[0].vision[0].sum())
-    side = math.isqrt(n_vis)
-    m = (-(-side // cfg.window)) ** 2
+    n_vis = int((s.eval[0]["input_ids"][0] == s.runner.image_token_id).sum())
+    m = pool.pooled_count(n_vis)
     return {"setting": f"{n_vis} -> {m} visual tokens", "visual_tokens": [n_vis, m], "answer_loss": answer_loss(s.runner, s.eval, run),
             "answer_loss_unchanged": dense, "answer_loss_average_pooling": untrained, "lm_first": hist[0]["lm"] if hist else None,
             "lm_last": hist[-1]["lm"] if hist else None, **row}
