@@ -22,7 +22,7 @@ labelstudio: .venv-labelstudio/.synced
 
 .venv-labelstudio/.synced: annotation/labelstudio.lock.txt .venv/.synced
 	test -x .venv-labelstudio/bin/python || $(UV) venv -q .venv-labelstudio --python 3.11
-	VIRTUAL_ENV=$(CURDIR)/.venv-labelstudio $(UV) pip sync -q annotation/labelstudio.lock.txt
+	$(UV) pip sync -q --python .venv-labelstudio/bin/python annotation/labelstudio.lock.txt  # --python: `python3 -m uv` would install into the python running it
 	@touch $@
 
 chromium: ## Debian's chromium for the browser test (never a downloaded browser)
@@ -34,19 +34,19 @@ postgres: ## Debian's PostgreSQL for the scale-out profile and its tests (never 
 
 # The scale-out profile (README "Scale out"): each target runs one piece in the foreground.
 postgres-up: venv postgres ## PostgreSQL under .postgres/ on 127.0.0.1:5433, databases prefect + labelstudio
-	$(PY) -m pipeline.scale postgres-up
+	$(PY) -m gcot.scale postgres-up
 
 prefect-pg: venv ## Prefect server on that PostgreSQL at http://127.0.0.1:4200
-	$(PY) -m pipeline.scale prefect-server
+	$(PY) -m gcot.scale prefect-server
 
 deploy: venv ## build-gcot/local into the process work pool `gcot` (PREFECT_API_URL set)
-	$(PY) -m pipeline.scale deploy
+	$(PY) -m gcot.scale deploy
 
 worker: venv ## a process worker of the pool `gcot` (PREFECT_API_URL set; start several)
-	$(PY) -m pipeline.scale worker
+	$(PY) -m gcot.scale worker
 
 labelstudio-pg: venv labelstudio ## Label Studio on that PostgreSQL at http://127.0.0.1:8080
-	$(PY) -m pipeline.scale labelstudio-pg
+	$(PY) -m gcot.scale labelstudio-pg
 
 annotate: venv labelstudio ## Label Studio with the demo release pushed; prints the URL and how to log in
 	@test -d releases/demo || $(MAKE) demo
@@ -63,6 +63,7 @@ test: venv labelstudio chromium postgres lint ## the default test suite (fast + 
 
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 
 test-all: venv labelstudio chromium postgres ## everything, the slow tests too
 	$(PY) -m pytest -q -m ""

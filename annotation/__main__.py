@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import env
+from core import env
 
 env.apply()
 

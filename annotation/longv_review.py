@@ -17,25 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.configs import longv_review_config
-from annotation.review import (
-    PUSH_BATCH,
-    PullSummary,
-    PushSummary,
-    ensure_storage,
-    existing_ids,
-    export_tasks,
-    get_project,
-    import_in_batches,
-    read_reviews,
-    served_folder,
-)
+from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder
 from annotation.tasks import MalformedAnnotation, result_of, texts_of, verdict_of
-from pipeline import __version__
+from core.schema import EDIT_KINDS, LongVItem, Rejection
+from core.shards import write_atomically
 from pipeline.longv import prompts
 from pipeline.longv.release import fill, read_items
 from pipeline.longv.video import BROWSER_CODECS, codec, frames, probe, write_video
-from pipeline.release.writer import write_atomically
-from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +68,8 @@ def push(release: Path, client, files_root: str | Path, title: str | None = None
         dst = folder / item.video
         if not dst.is_file():
             serve_playable(release / item.video, dst)
-    project = get_project(client, title or project_title(release), label_config=longv_review_config(), description="LongV-EVAL edit-prompt review (gcot-forge)")
-    ensure_storage(client, project.id, folder)
-    done = existing_ids(client, project.id)
-    todo = [i for i in items if i.id not in done]
-    version = f"gcot-forge-{__version__}"
-    tasks = [task_for(i, f"/data/local-files/?d={folder.name}/{i.video}", version) for i in todo]
-    pushed = import_in_batches(client, project.id, tasks, batch)
-    return PushSummary(project.id, f"{client._client_wrapper.get_base_url()}/projects/{project.id}", len(items), pushed, len(done))
+    return push_tasks(client, items, folder, lambda i: i.video, task_for, title=title or project_title(release), label_config=longv_review_config(),
+                      description="LongV-EVAL edit-prompt review (gcot-forge)", batch=batch)
 
 
 @dataclass
@@ -113,10 +95,8 @@ def read_review(item: LongVItem, annotation: dict) -> LongVReview:
 
 def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
     items = read_items(release)
-    project = get_project(client, title or project_title(release), create=False)
-    users = {u.id: u.email or u.username for u in client.users.list()}
-    tasks = {t["data"].get("example_id"): t for t in export_tasks(client, project.id) if t.get("data")}
-    summary = PullSummary(str(out), pushed=sum(1 for i in items if i.id in tasks))
+    users, tasks, pushed = open_tasks(client, title or project_title(release), {i.id for i in items})
+    summary = PullSummary(str(out), pushed=pushed)
     kept, new_rejections = [], []
     for item in items:
         task = tasks.get(item.id)

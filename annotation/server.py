@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.env import REPO
+from core.env import REPO
 
 LS_VENV = REPO / ".venv-labelstudio"
 

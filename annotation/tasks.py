@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from annotation.configs import VERDICTS
-from pipeline.boxes import find_boxes, format_box, quantize
-from pipeline.schema import Box, Example
+from core.boxes import find_boxes, format_box, quantize
+from core.schema import Box, Example
 
 BOX_PLACEHOLDER = "[box]"
 

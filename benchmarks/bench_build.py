@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gcot-bench-prefect-")  # empty caches: no cached shards
@@ -68,13 +68,13 @@ def main() -> None:
     s = run_plain(cfg)
     plain_s = time.perf_counter() - t
 
-    from pipeline.flows.serve import start_server
+    from gcot.flows.serve import start_server
 
     port = free_port()
     server = start_server("127.0.0.1", port)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     try:
-        from pipeline.flows.build_gcot import build_gcot
+        from gcot.flows.build_gcot import build_gcot
 
         shutil.rmtree(cfg.results_dir())  # the flow computes every shard too
         t = time.perf_counter()

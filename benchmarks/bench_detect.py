@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
 
-    from pipeline.detect.annotate import detect_shard, get_detector
+    from pipeline.detect.detections import detect_shard, get_detector
     from pipeline.sources.synthetic import write_synthetic_vg
     from pipeline.steps import BuildConfig, ingest
 

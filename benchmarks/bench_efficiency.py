@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gcot-bench-prefect-")
@@ -59,13 +59,13 @@ def main() -> None:
     item, _ = analyse(video, "00001", cfg, detector)
     analysis_s = time.perf_counter() - t
 
-    from pipeline.flows.serve import start_server
+    from gcot.flows.serve import start_server
 
     port = free_port()
     server = start_server("127.0.0.1", port)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     try:
-        from pipeline.flows.build_longv import build_longv_eval
+        from gcot.flows.build_longv import build_longv_eval
 
         shutil.rmtree(cfg.results_dir(), ignore_errors=True)  # nothing reused
         t = time.perf_counter()

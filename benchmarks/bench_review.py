@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gcot-bench-prefect-")  # empty caches: no cached shards
@@ -68,8 +68,8 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from pipeline.flows.runners import LOCAL_CLUSTER
-    from pipeline.flows.serve import start_server
+    from gcot.flows.runners import LOCAL_CLUSTER
+    from gcot.flows.serve import start_server
     from pipeline.sources.synthetic import write_synthetic_vg
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -84,7 +84,7 @@ def main() -> None:
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     timings, summaries, phases = {}, {}, {}
     try:
-        from pipeline.flows.build_gcot import build_gcot
+        from gcot.flows.build_gcot import build_gcot
 
         clusters = {n: LocalCluster(n_workers=n, **LOCAL_CLUSTER) for n in (1, 2)}
         try:

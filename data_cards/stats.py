@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from pipeline.boxes import area
-from pipeline.schema import QUESTION_TYPES, SPLITS, Example, Rejection
+from core.boxes import area
+from core.schema import QUESTION_TYPES, SPLITS, Example, Rejection
 
 BOX_AREA_BINS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0000001)
 

@@ -19,8 +19,6 @@ reference materialises [B, H, Nq, Nk].
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from kernels.dispatch import use_triton
@@ -105,6 +103,3 @@ def attention_mass(q, k, query_weight, key_valid=None, causal=True, head_reduce=
                             for i in range(query_weight.shape[1])], 1)
     return tri.attention_mass(q, k, lse, query_weight, key_valid, causal, head_reduce, scale)
 
-
-def padded_head_dim(d: int) -> int:
-    return max(16, 1 << math.ceil(math.log2(d)))

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.attention_mass import padded_head_dim
+from kernels.dispatch import padded_head_dim
 
 BLOCK_M, BLOCK_N = 32, 32
 

@@ -8,6 +8,7 @@ run never needs a working Triton compiler.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -17,3 +18,8 @@ def use_triton(*tensors: torch.Tensor) -> bool:
     if os.environ.get("GCOT_FORCE_TRITON") == "1":
         return True
     return all(t.is_cuda for t in tensors)
+
+
+def padded_head_dim(d: int) -> int:
+    """The head dimension a Triton block is padded to: a power of two, at least 16 (tl.dot's minimum)."""
+    return max(16, 1 << math.ceil(math.log2(d)))

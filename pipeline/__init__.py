@@ -1,3 +1,1 @@
-"""build-gcot: scene graphs -> grounded chain-of-thought examples -> verified, reviewed releases."""
-
-__version__ = "0.1.0"
+"""The domain steps: GCoT building (sources -> chains -> verify -> release), LongV-EVAL, detection, evaluation."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from core.schema import Example, Rejection
+from core.shards import write_atomically
 from pipeline.release import arrow, llava, mmgcot
-from pipeline.release.writer import fill_release, write_atomically
-from pipeline.schema import Example, Rejection
+from pipeline.release.writer import fill_release
 
 log = logging.getLogger(__name__)
 FORMATS_IN = ("mmgcot", "arrow")

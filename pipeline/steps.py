@@ -10,25 +10,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import threading
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 
 from tqdm import tqdm
 
+from core.schema import SPLITS, Example, Rejection, SceneObject
+from core.shards import code_digest, load_scene_graphs, write_text_atomic
 from pipeline.chains.relations import build_relation_graph
 from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
-from pipeline.detect.annotate import load_detections
 from pipeline.detect.crosscheck import check_example
-from pipeline.schema import SPLITS, Example, Rejection, SceneGraph, SceneObject
+from pipeline.detect.detections import load_detections
 from pipeline.sources.base import SourceError
 from pipeline.sources.registry import open_source
 from pipeline.verify import check_splits, verify_batch
 
 log = logging.getLogger(__name__)
+
+# What a GCoT shard's results depend on: editing the CLI, the flows or LongV-EVAL keeps finished shards.
+GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
+
+
+def gcot_code_digest() -> str:
+    return code_digest(*GCOT_CODE)
 
 
 @dataclass
@@ -84,15 +89,6 @@ class ShardResult:
     rejected: int
 
 
-@cache
-def code_digest() -> str:
-    """Part of every shard key: a change to any pipeline module invalidates finished shards."""
-    h = hashlib.sha256()
-    for p in sorted(Path(__file__).resolve().parent.rglob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -130,10 +126,6 @@ def ingest(cfg: BuildConfig) -> IngestResult:
     return IngestResult(source.name, str(source.root), source.release_prefix, shards, [_sha256(Path(s)) for s in shards], n, rejections)
 
 
-def load_shard(path: str | Path) -> list[SceneGraph]:
-    return [SceneGraph.from_dict(json.loads(line)) for line in Path(path).read_text().splitlines() if line]
-
-
 def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str, detections: str | None = None) -> str:
     """Names a shard's results: its content, the parameters, the code, and the detections used
     (their file name is their own content key)."""
@@ -163,14 +155,14 @@ def build_shard(
     written last, so a shard that finished is never redone and one cut off midway is redone whole.
     """
     out = Path(out_dir)
-    key = shard_key(digest, release_prefix, seed, per_type, rewriter, code or code_digest(), detections)
+    key = shard_key(digest, release_prefix, seed, per_type, rewriter, code or gcot_code_digest(), detections)
     marker = out / f"{key}.done.json"
     if marker.is_file():
         return ShardResult(**json.loads(marker.read_text()))
     detector, found = load_detections(detections) if detections else ("", {})
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
     graphs, relations, candidates, rejections = {}, {}, [], []
-    for g in load_shard(shard):
+    for g in load_scene_graphs(shard):
         drafted = not g.objects and g.image_id in found
         if drafted:  # an image-folder source: the detector's objects, with measured colours
             g.objects = [SceneObject(f"{g.image_id}-d{k}", d.name, d.box, (c,) if c else ()) for k, (d, c) in enumerate(found[g.image_id])]
@@ -192,19 +184,11 @@ def build_shard(
         ex.detector = check_example(ex, [d for d, _ in found.get(ex.image_id, [])], detector)
     out.mkdir(parents=True, exist_ok=True)
     ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
-    _write_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
-    _write_atomic(rj_file, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
+    write_text_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
+    write_text_atomic(rj_file, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
     result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
-    _write_atomic(marker, json.dumps(asdict(result)))
+    write_text_atomic(marker, json.dumps(asdict(result)))
     return result
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write aside, then rename: a distributed scheduler may run a shard twice (a worker presumed
-    lost, then back), and a reader must never see a half-written file of either run."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_shard_result(r: ShardResult) -> tuple[list[Example], list[Rejection]]:
@@ -272,7 +256,7 @@ def run_plain(cfg: BuildConfig) -> dict:
     detections = [None] * len(ing.shards)
     weights = cfg.detector_weights()
     if weights:
-        from pipeline.detect.annotate import detect_shard
+        from pipeline.detect.detections import detect_shard
 
         detections = [
             detect_shard(s, d, ing.source_root, weights, cfg.name_map, cfg.detector_conf, cfg.results_dir())

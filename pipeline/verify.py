@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.boxes import area, find_boxes, inside_image
+from core.boxes import area, find_boxes, inside_image
+from core.schema import Example, Rejection, SceneGraph
 from pipeline.chains.expressions import chain_matches
 from pipeline.chains.relations import RelationGraph
-from pipeline.schema import Example, Rejection, SceneGraph
 
 RULES = (
     "has_steps",

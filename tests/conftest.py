@@ -7,7 +7,7 @@ from pathlib import Path
 # Before any library import: offline switches and a Prefect home of the test session's own.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gcot-test-prefect-")
 os.environ.pop("PREFECT_API_URL", None)
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 

@@ -1,6 +1,6 @@
 """Small hand-made scene graphs whose answers can be worked out by hand."""
 
-from pipeline.schema import Relation, SceneGraph, SceneObject
+from core.schema import Relation, SceneGraph, SceneObject
 
 
 def tabletop() -> SceneGraph:

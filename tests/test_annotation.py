@@ -11,7 +11,7 @@ import pytest
 from annotation.review import PushInterrupted, existing_ids, project_title, pull, push
 from annotation.server import LS_VENV, LabelStudioServer
 from annotation.tasks import from_percent, text_with_box, to_percent
-from pipeline.boxes import find_boxes, format_box
+from core.boxes import find_boxes, format_box
 from pipeline.release.arrow import read_examples
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import REPO
@@ -234,7 +234,7 @@ def test_browser_shows_pre_annotated_boxes(server, release, pushed):
 
 
 def test_review_flows(server, release, pushed, prefect_harness, tmp_path):
-    from pipeline.flows.review import pull_review, push_review
+    from gcot.flows.review import pull_review, push_review
 
     s = push_review(release=str(release), data_dir=str(server.data_dir), port=server.port)
     assert s["pushed"] == 0 and s["already"] == pushed.examples

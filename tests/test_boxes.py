@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.boxes import (
+from core.boxes import (
     find_boxes,
     format_box,
     from_abs_xywh,

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from pipeline.flows.serve import start_server
+from gcot.flows.serve import start_server
 
 pytestmark = pytest.mark.server
 

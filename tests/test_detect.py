@@ -142,7 +142,7 @@ def test_cross_check_flags_a_planted_wrong_box(tmp_path):
 
 
 def test_detections_are_deterministic(tmp_path):
-    from pipeline.detect.annotate import detect_shard
+    from pipeline.detect.detections import detect_shard
     from pipeline.steps import ingest
 
     root = write_synthetic_vg(tmp_path / "vg", images=5, seed=8, workers=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prefect.artifacts import Artifact
 
-from pipeline.flows.build_gcot import build_gcot
+from gcot.flows.build_gcot import build_gcot
 from pipeline.steps import BuildConfig, run_plain
 
 

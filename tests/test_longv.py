@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.schema import EDIT_KINDS, Clip, Subject, TrackPoint
 from pipeline.longv import keyframes as kf
 from pipeline.longv import prompts
 from pipeline.longv.release import read_items, read_prompt_file
 from pipeline.longv.steps import LongVConfig, discover, run_plain
 from pipeline.longv.synthetic import VideoSpec, render
 from pipeline.longv.video import VideoError, probe, write_video
-from pipeline.schema import EDIT_KINDS, Clip, Subject, TrackPoint
 
 SHORT = VideoSpec(seconds=10, width=480, height=270, cuts=2)
 
@@ -136,7 +136,7 @@ def test_prompts_follow_the_published_form():
 
 
 def test_prompt_failures_catch_what_a_rewriter_breaks(videos, tmp_path):
-    from pipeline.schema import LongVItem
+    from core.schema import LongVItem
 
     item = LongVItem("x", "videos/x.mp4", "x.mp4", 1.0, 24.0, 24, 64, 36, [Clip(0, 23, 5)], [], "static", "c",
                      "A cat.", "A dog " + "runs " * 15, 'Comic-style "cat".', "comic")
@@ -184,7 +184,7 @@ def test_plain_build_writes_the_published_layout_and_is_deterministic(videos, tm
 
 
 def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path):
-    from pipeline.flows.build_longv import build_longv_eval
+    from gcot.flows.build_longv import build_longv_eval
 
     folder, truth = videos
     s = build_longv_eval(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"))
@@ -258,7 +258,7 @@ def test_an_mpeg4_part2_video_is_served_to_the_browser_as_h264(tmp_path):
 
 
 def test_flow_on_a_local_dask_cluster_writes_the_same_bytes(videos, prefect_harness, tmp_path):
-    from pipeline.flows.build_longv import build_longv_eval
+    from gcot.flows.build_longv import build_longv_eval
 
     folder, _ = videos
     threads = build_longv_eval(videos=str(folder), out=str(tmp_path / "t" / "rel"), work_dir=str(tmp_path / "work_t"))

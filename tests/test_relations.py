@@ -1,5 +1,5 @@
+from core.schema import Relation, SceneGraph, SceneObject
 from pipeline.chains.relations import build_relation_graph, geometric_predicates
-from pipeline.schema import Relation, SceneGraph, SceneObject
 
 
 def test_left_right_above_below():

@@ -11,8 +11,8 @@ import pytest
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from pipeline.flows.build_gcot import build_gcot
-from pipeline.flows.runners import LOCAL_CLUSTER, RunnerError, make_task_runner
+from gcot.flows.build_gcot import build_gcot
+from gcot.flows.runners import LOCAL_CLUSTER, RunnerError, make_task_runner
 
 # 90 images in shards of 15: 6 shard tasks, 3 for each of the 2 workers.
 KW = dict(source="synthetic", images=90, seed=5, shard_size=15)
@@ -58,7 +58,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
 
             import pipeline.steps as steps
 
-            write, seen = steps._write_atomic, []
+            write, seen = steps.write_text_atomic, []
 
             def write_or_die(path, text):
                 if path.name.endswith(".rejections.jsonl"):
@@ -71,7 +71,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
                         os.kill(os.getpid(), signal.SIGKILL)
                 return write(path, text)
 
-            steps._write_atomic = write_or_die
+            steps.write_text_atomic = write_or_die
 
     results = tmp_path / "work" / "shard_results"
     # allowed-failures 0: the scheduler does not retry a task whose worker died (Dask's default, 3,

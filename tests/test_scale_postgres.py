@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import scale
-from pipeline.flows.serve import start_server
+from gcot import scale
+from gcot.flows.serve import start_server
 
 pytestmark = pytest.mark.server
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -73,9 +73,9 @@ def test_deployment_runs_through_a_process_worker_on_a_prefect_server_on_postgre
     try:
         assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'flow_run'", "prefect") == "1"  # Prefect migrated PostgreSQL
         # the worker starts while the deployment is made (either one creates the pool)
-        worker = subprocess.Popen([sys.executable, "-m", "pipeline.scale", "worker", "--pool", "gcot-test"], env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, cwd=tmp_path,
+        worker = subprocess.Popen([sys.executable, "-m", "gcot.scale", "worker", "--pool", "gcot-test"], env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, cwd=tmp_path,
                                   stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
-        r = subprocess.run([sys.executable, "-m", "pipeline.scale", "deploy", "--pool", "gcot-test", "--name", "local"], env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run([sys.executable, "-m", "gcot.scale", "deploy", "--pool", "gcot-test", "--name", "local"], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert pg.sql("SELECT type FROM work_pool WHERE name = 'gcot-test'", "prefect") == "process"
         out = tmp_path / "release"

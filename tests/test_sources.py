@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.schema import Rejection, SceneGraph
+from core.schema import Rejection, SceneGraph
 from pipeline.sources.base import SourceError
 from pipeline.sources.coco import CocoSource
 from pipeline.sources.registry import open_source

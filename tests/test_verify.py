@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from pipeline.boxes import format_box
+from core.boxes import format_box
 from pipeline.chains.relations import build_relation_graph
 from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.verify import check_splits, verify_batch, verify_example

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.boxes import format_box
+from core.boxes import format_box
+from core.schema import Step
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 from pipeline.release.mmgcot import render_cot
-from pipeline.schema import Step
 
 log = logging.getLogger(__name__)
 

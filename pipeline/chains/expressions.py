@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from core.schema import SceneGraph, SceneObject
 from pipeline.chains.relations import RelationGraph
-from pipeline.schema import SceneGraph, SceneObject
 
 ATTRIBUTE_ORDER = {"size": 0, "color": 1, "material": 2}
 

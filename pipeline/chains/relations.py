@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pipeline.boxes import area, intersection_over_first
-from pipeline.schema import Box, Relation, SceneGraph
+from core.boxes import area, intersection_over_first
+from core.schema import Box, Relation, SceneGraph
 
 GEOMETRIC_PREDICATES = ("inside", "on", "above", "below", "left of", "right of", "near")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pipeline.schema import Example
+from core.schema import Example
 
 
 class QuestionRewriter(Protocol):

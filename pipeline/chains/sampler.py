@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from pipeline.boxes import quantize
+from core.boxes import quantize
+from core.schema import Example, Query, Rejection, SceneGraph, SceneObject, Step
 from pipeline.chains import templates as T
 from pipeline.chains.expressions import minimal_attributes
 from pipeline.chains.relations import RelationGraph
 from pipeline.chains.rewriter import NoOpRewriter, QuestionRewriter
-from pipeline.schema import Example, Query, Rejection, SceneGraph, SceneObject, Step
-from pipeline.vocab import kind_of
+from pipeline.chains.vocab import kind_of
 
 # Canonical values offered as the wrong value of a "No" judge question (synonyms collapsed).
 JUDGE_VALUES = {

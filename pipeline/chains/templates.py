@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.boxes import format_box
-from pipeline.schema import Box
+from core.boxes import format_box
+from core.schema import Box
 
 
 def phrase(name: str | None, attributes: Sequence[str]) -> str:

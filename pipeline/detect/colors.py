@@ -12,7 +12,7 @@ import colorsys
 
 import numpy as np
 
-from pipeline.schema import Box
+from core.schema import Box
 
 HUE_BINS = ((15, "red"), (45, "orange"), (70, "yellow"), (165, "green"), (200, "cyan"), (260, "blue"), (300, "purple"), (345, "pink"), (360, "red"))
 

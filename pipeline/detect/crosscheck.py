@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.boxes import iou
+from core.boxes import iou
+from core.schema import DetectorCheck, Example
 from pipeline.detect.detector import Detection
 from pipeline.evaluation.strict import singular
-from pipeline.schema import DetectorCheck, Example
 
 SUPPORT_IOU = 0.5  # a step is supported when a compatible detection overlaps it with IoU > 0.5
 # Scene-graph nouns a detector class may stand for (Visual Genome names people many ways).

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.schema import Box
 from pipeline.detect.offline import prepare
-from pipeline.schema import Box
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "gcot-yolo11n.pt"
 DEFAULT_METRICS = DEFAULT_WEIGHTS.parent / "metrics.json"  # its held-out scores, written by train.py

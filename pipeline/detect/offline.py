@@ -13,7 +13,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from pipeline.env import REPO
+from core.env import REPO
 
 
 @cache

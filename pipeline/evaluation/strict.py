@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.boxes import iou
+from core.boxes import iou
 
 BOX_FORMATS = ("xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000")
 MODEL_BOX_FORMATS = {"llava": "xyxy-norm", "qwen": "xyxy-abs", "internvl": "xyxy-1000"}

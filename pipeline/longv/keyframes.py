@@ -28,7 +28,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pipeline.schema import Clip
+from core.schema import Clip
 
 GRID = 32  # patches on the long side (>= 32 so the window stride max(h,w)//32 is at least 1)
 CELL = 4  # pixels a patch side in the feature image

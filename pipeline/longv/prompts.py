@@ -15,8 +15,8 @@ import hashlib
 
 import numpy as np
 
+from core.schema import EDIT_KINDS, LongVItem, Subject
 from pipeline.detect import colors
-from pipeline.schema import EDIT_KINDS, LongVItem, Subject
 
 MAX_WORDS = 15
 # The styles the published prompts use (AdaFlow's LongV-EVAL).

@@ -23,10 +23,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import __version__
+from core import __version__
+from core.schema import EDIT_KINDS, LongVItem, Rejection
+from core.shards import write_atomically
 from pipeline.longv.video import frames, probe, write_video
-from pipeline.release.writer import write_atomically
-from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
 
 _BOX = pa.list_(pa.float32(), 4)
 SCHEMA = pa.schema([
@@ -128,10 +128,17 @@ def compute_stats(items: list[LongVItem], rejections: list[Rejection]) -> dict:
     }
 
 
+def load_result(r) -> tuple[LongVItem | None, Rejection | None, dict[int, bytes]]:
+    """A video's result files (``process_video``): the item and its keyframes, or the rejection."""
+    if r.rejection:
+        return None, Rejection(**r.rejection), {}
+    item = LongVItem.from_dict(json.loads(Path(r.item_file).read_text()))
+    kdir = Path(r.item_file).with_suffix("")
+    return item, None, {int(p.stem): p.read_bytes() for p in sorted(kdir.glob("*.jpg"))}
+
+
 def write_release(cfg, found, results) -> dict:
     """build-longv-eval's release from the per-video results; returns the summary."""
-    from pipeline.longv.steps import load_result
-
     items, keyframes, rejections = [], {}, list(found.rejections)
     sources = {}
     for r in results:

@@ -20,16 +20,23 @@ from pathlib import Path
 import cv2
 from threadpoolctl import threadpool_limits
 
+from core.schema import EDIT_KINDS, LongVItem, Rejection
+from core.shards import code_digest
 from pipeline.chains.rewriter import get_rewriter
 from pipeline.longv import prompts
 from pipeline.longv.keyframes import ClipCutter
 from pipeline.longv.synthetic import VideoSpec, write_synthetic_videos
 from pipeline.longv.tracks import GlobalMotion, SubjectTracker
 from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError, frames, probe, read_frames
-from pipeline.schema import EDIT_KINDS, LongVItem, Rejection
-from pipeline.steps import code_digest
 
 log = logging.getLogger(__name__)
+
+# What a video's results depend on (the rewriter and the synthetic renderer are borrowed from GCoT building).
+LONGV_CODE = ("core", "pipeline.longv", "pipeline.detect", "pipeline.chains.rewriter", "pipeline.sources.synthetic")
+
+
+def longv_code_digest() -> str:
+    return code_digest(*LONGV_CODE)
 KEYFRAME_WIDTH = 320  # keyframe JPEGs in the release (for review and the card)
 
 
@@ -221,14 +228,6 @@ def process_video(path: str, vid: str, cfg: LongVConfig, out_dir: str, code: str
     return VideoResult(key, vid, path, item_file=str(item_file))
 
 
-def load_result(r: VideoResult) -> tuple[LongVItem | None, Rejection | None, dict[int, bytes]]:
-    if r.rejection:
-        return None, Rejection(**r.rejection), {}
-    item = LongVItem.from_dict(json.loads(Path(r.item_file).read_text()))
-    kdir = Path(r.item_file).with_suffix("")
-    return item, None, {int(p.stem): p.read_bytes() for p in sorted(kdir.glob("*.jpg"))}
-
-
 def run_plain(cfg: LongVConfig) -> dict:
     """The whole build without Prefect (tests, benchmarks, `--no-prefect`)."""
     from pipeline.longv.release import write_release
@@ -237,7 +236,7 @@ def run_plain(cfg: LongVConfig) -> dict:
     out_dir = str(cfg.results_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     detector = cache(cfg.make_detector)  # one detector for all videos, made only if one needs analysing
-    results = [process_video(p, v, cfg, out_dir, code_digest(), detector) for p, v in zip(found.videos, found.ids)]
+    results = [process_video(p, v, cfg, out_dir, longv_code_digest(), detector) for p, v in zip(found.videos, found.ids)]
     return write_release(cfg, found, results)
 
 

@@ -18,10 +18,10 @@ from collections import Counter, defaultdict
 import cv2
 import numpy as np
 
-from pipeline.boxes import from_abs_xyxy, quantize
+from core.boxes import from_abs_xyxy, quantize
+from core.schema import Clip, Subject, TrackPoint
 from pipeline.detect import colors
 from pipeline.detect.detector import Detector
-from pipeline.schema import Clip, Subject, TrackPoint
 
 MIN_POINTS = 3
 PAN_FRACTION = 0.1  # a clip pans when its content shifts by more than this fraction of the width

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
-from pipeline.schema import DetectorCheck, Example, Query, Review, Step, Verification
+from core.schema import DetectorCheck, Example, Query, Review, Step, Verification
 
 MAX_SHARD_IMAGE_BYTES = 256 * 2**20  # unique image bytes per shard; keeps one dictionary page < 2 GiB
 

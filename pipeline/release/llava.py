@@ -10,8 +10,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.schema import Example
 from pipeline.release.mmgcot import render_cot
-from pipeline.schema import Example
 
 PLAIN_PROMPT = "Answer the question using a single word or phrase."
 COT_PROMPT = "Answer the question step by step, ultimately using a single word or phrase as the answer."

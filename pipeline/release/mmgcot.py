@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.boxes import find_boxes, format_box, parse_box
-from pipeline.schema import MMGCOT_TYPE_NAMES, Example, Rejection, Review, Step
+from core.boxes import find_boxes, format_box, parse_box
+from core.schema import MMGCOT_TYPE_NAMES, Example, Rejection, Review, Step
 
 FIELDS = ("id", "img", "question", "cot", "answer", "coordinate", "qualified")
 _STEP_LINE = re.compile(r"^Step (\d+): ?(.*)$", re.DOTALL)

@@ -15,50 +15,21 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
+from core import __version__
+from core.schema import SPLITS, Example, Rejection
+from core.shards import write_atomically
 from data_cards.card import render_gcot_card
 from data_cards.stats import compute
-from pipeline import __version__
 from pipeline.detect.crosscheck import review_order
 from pipeline.detect.detector import DEFAULT_METRICS
 from pipeline.release import arrow, llava, mmgcot
-from pipeline.schema import SPLITS, Example, Rejection
 from pipeline.sources.registry import release_file
 
 
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def write_atomically(out: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then swap it into place."""
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def write_release(examples: list[Example], rejections: list[Rejection], candidates: int, cfg, ingest) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.boxes import from_abs_xywh
-from pipeline.schema import Box, Rejection, SceneGraph
+from core.boxes import from_abs_xywh
+from core.schema import Box, Rejection, SceneGraph
 
 BOX_CLIP_TOLERANCE = 0.01  # boxes up to 1 % of the image size outside it are clipped, beyond: rejected
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.schema import Rejection, SceneGraph, SceneObject
+from core.schema import Rejection, SceneGraph, SceneObject
 from pipeline.sources.base import Source, SourceError, check_image, normalize_box, reject
 
 

@@ -1,5 +1,5 @@
 """A folder of unannotated images: each readable image becomes a scene graph without objects; the
-detector fills them in per shard (`pipeline.detect.annotate`), so the chains that follow are
+detector fills them in per shard (`pipeline.detect.detections`), so the chains that follow are
 detector-drafted and go to human review."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.schema import Rejection, SceneGraph
+from core.schema import Rejection, SceneGraph
 from pipeline.sources.base import Source, SourceError, reject
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ijson
 
-from pipeline.schema import Rejection, Relation, SceneGraph, SceneObject
+from core.schema import Rejection, Relation, SceneGraph, SceneObject
 from pipeline.sources.base import Source, SourceError, check_image, normalize_box, reject
 
 log = logging.getLogger(__name__)

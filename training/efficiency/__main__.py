@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipeline import env  # noqa: E402
+from core import env  # noqa: E402
 
 env.apply()
 

@@ -60,8 +60,8 @@ def serve_local(host: str, port: int, name: str, start_server_too: bool = True, 
     from prefect import serve
     from prefect.deployments.runner import EntrypointType
 
-    from pipeline.flows.build_gcot import build_gcot
-    from pipeline.flows.build_longv import build_longv_eval
+    from gcot.flows.build_gcot import build_gcot
+    from gcot.flows.build_longv import build_longv_eval
 
     try:
         serve(*(f.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH) for f in (build_gcot, build_longv_eval)))

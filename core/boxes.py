@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.schema import Box
+from core.schema import Box
 
 DECIMALS = 3  # MM-GCoT prints every box with 3 decimals
 _BOX_LITERAL = re.compile(r"\[\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*\]")

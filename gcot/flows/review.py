@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from annotation import review
 from annotation.server import LabelStudioServer
-from pipeline.env import REPO
+from core.env import REPO
 
 
 def _server(data_dir: str | None, port: int) -> LabelStudioServer:

@@ -9,6 +9,7 @@ import os
 from functools import cache
 from pathlib import Path
 
+from core.shards import code_digest, load_scene_graphs
 from pipeline.detect.colors import measure
 from pipeline.detect.detector import Detection, Detector
 
@@ -25,15 +26,13 @@ def get_detector(weights: str, name_map_json: str = "{}", conf: float = 0.25) ->
 
 def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str | Path) -> str:
     """Detections of every image of a scene-graph shard -> ``<key>.detections.jsonl`` (reused if there)."""
-    from pipeline.steps import code_digest, load_shard
-
     det = get_detector(weights, json.dumps(name_map, sort_keys=True), conf)
     # the code digest too: a change to colour measurement or conversion must not reuse old files
-    key = hashlib.sha256(json.dumps([digest, det.version, sorted(name_map.items()), conf, det.imgsz, code_digest()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([digest, det.version, sorted(name_map.items()), conf, det.imgsz, code_digest("core", "pipeline.detect")]).encode()).hexdigest()[:20]
     out = Path(out_dir) / f"{key}.detections.jsonl"
     if out.is_file():
         return str(out)
-    graphs = load_shard(shard)
+    graphs = load_scene_graphs(shard)
     lines = []
     for g, (dets, rgb) in zip(graphs, det.stream([str(Path(source_root) / g.image) for g in graphs])):
         rec = [{**d.to_dict(), "color": measure(rgb, d.box)} for d in dets]

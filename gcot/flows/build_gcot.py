@@ -5,7 +5,7 @@ and hand on a small summary, so Prefect never walks tens of thousands of records
 shard is cached by its inputs (shard digest, parameters, pipeline code digest); a shard whose result
 files are gone is run again with a refreshed cache, so a rerun redoes only what changed or was lost.
 
-Shard tasks run where ``runner`` says (`pipeline.flows.runners`): threads (default), processes, a
+Shard tasks run where ``runner`` says (`gcot.flows.runners`): threads (default), processes, a
 Dask cluster (local processes or ``dask_address``) or Ray. A worker lost mid-run costs only the
 shards it had not finished: finished ones are on disk with their marker and come back from the cache.
 """
@@ -17,8 +17,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.runners import shard_runner
 from pipeline import steps
-from pipeline.flows.runners import shard_runner
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
@@ -28,7 +28,7 @@ def ingest_source(cfg: steps.BuildConfig) -> steps.IngestResult:
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str) -> str:
-    from pipeline.detect.annotate import detect_shard as detect
+    from pipeline.detect.detections import detect_shard as detect
 
     return detect(shard, digest, source_root, weights, name_map, conf, out_dir)
 
@@ -73,7 +73,7 @@ def build_gcot(
     )
     with shard_runner(runner, dask_address, workers) as tr:  # first: a bad runner or address fails before any work
         ing = ingest_source(cfg)
-        code, out_dir = steps.code_digest(), str(cfg.results_dir())
+        code, out_dir = steps.gcot_code_digest(), str(cfg.results_dir())
         weights = cfg.detector_weights()
         refresh = build_shard.with_options(refresh_cache=True)  # for shards whose result files are gone
 

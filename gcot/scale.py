@@ -1,12 +1,12 @@
 """The scale-out profile: PostgreSQL (Debian's packages), a Prefect server on it, a process work pool
 with workers, the build-gcot deployment from this checkout, and Label Studio on PostgreSQL.
 
-    python -m pipeline.scale postgres-up                 # initdb once under .postgres/, start on 127.0.0.1:5433
-    python -m pipeline.scale prefect-server              # Prefect API + UI on PostgreSQL at :4200 (foreground)
-    python -m pipeline.scale deploy                      # build-gcot/local into the process pool `gcot`
-    python -m pipeline.scale worker                      # a worker of that pool (as many as you like)
-    python -m pipeline.scale labelstudio-pg              # Label Studio on PostgreSQL at :8080 (foreground)
-    python -m pipeline.scale postgres-down
+    python -m gcot.scale postgres-up                 # initdb once under .postgres/, start on 127.0.0.1:5433
+    python -m gcot.scale prefect-server              # Prefect API + UI on PostgreSQL at :4200 (foreground)
+    python -m gcot.scale deploy                      # build-gcot/local into the process pool `gcot`
+    python -m gcot.scale worker                      # a worker of that pool (as many as you like)
+    python -m gcot.scale labelstudio-pg              # Label Studio on PostgreSQL at :8080 (foreground)
+    python -m gcot.scale postgres-down
 
 PostgreSQL refuses to run as root: as root, ``initdb`` and ``pg_ctl`` run as the ``postgres`` user that
 Debian's package creates (``runuser``), in a folder handed to it. The database superuser is ``gcot``
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from pipeline import env
+from core import env
 
 env.apply()
 
@@ -176,7 +176,7 @@ def deploy(pool: str, name: str = "local", source: Path = REPO) -> str:
     from prefect import flow as _flow
 
     ensure_pool(pool)
-    f = _flow.from_source(source=str(source), entrypoint="pipeline/flows/build_gcot.py:build_gcot")
+    f = _flow.from_source(source=str(source), entrypoint="gcot/flows/build_gcot.py:build_gcot")
     f.deploy(name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, ignore_warnings=True)
     return f"{f.name}/{name}"
 
@@ -190,7 +190,7 @@ def worker_command(pool: str, limit: int | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m gcot.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pg-dir", default=str(REPO / ".postgres"), help="the PostgreSQL cluster's folder [default: %(default)s]")
     p.add_argument("--pg-port", type=int, default=5433, help="[default: %(default)s]")
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: set PREFECT_API_URL to the server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
                 return 2
             if a.command == "deploy":
-                print(f"deployment {deploy(a.pool, a.name)} in work pool {a.pool}; start workers: python -m pipeline.scale worker --pool {a.pool}")
+                print(f"deployment {deploy(a.pool, a.name)} in work pool {a.pool}; start workers: python -m gcot.scale worker --pool {a.pool}")
                 return 0
             ensure_pool(a.pool)
             os.execv(worker_command(a.pool, a.limit)[0], worker_command(a.pool, a.limit))
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             pg.stop()
             return 0
         if a.command == "prefect-server":
-            from pipeline.flows.serve import start_server
+            from gcot.flows.serve import start_server
 
             home = Path(os.environ["PREFECT_HOME"])
             home.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.flows.runners import shard_runner
+from gcot.flows.runners import shard_runner
 from pipeline.longv import steps
 from pipeline.longv.release import write_release
-from pipeline.steps import code_digest
 
 _local = threading.local()
 
@@ -70,7 +69,7 @@ def build_longv_eval(
     """Build a LongV-EVAL release from a folder of videos (or the synthetic default).
 
     ``runner`` (threads, processes, dask, ray), ``dask_address`` and ``workers`` choose where the
-    video tasks run (`pipeline.flows.runners`); the bytes do not depend on it.
+    video tasks run (`gcot.flows.runners`); the bytes do not depend on it.
     """
     cfg = steps.LongVConfig(
         videos=videos, count=count, seconds=seconds, seed=seed, out=out, stride=stride, detector=detector,
@@ -80,7 +79,7 @@ def build_longv_eval(
         found = discover_videos(cfg)
         out_dir = cfg.results_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
-        code = code_digest()
+        code = steps.longv_code_digest()
         futures = [tr.submit(process_video, dict(path=p, vid=v, cfg=cfg, out_dir=str(out_dir), code=code)) for p, v in zip(found.videos, found.ids)]
         results = [f.result() for f in futures]
     s = release(cfg, found, results)

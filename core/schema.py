@@ -2,7 +2,7 @@
 
 Boxes inside the project are normalized ``(x, y, w, h)`` tuples (top-left corner, width, height as
 fractions of the image size), as MM-GCoT publishes them. Conversions live at the borders only
-(`pipeline.boxes`).
+(`core.boxes`).
 """
 
 from __future__ import annotations

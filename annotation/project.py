@@ -1,0 +1,158 @@
+"""The Label Studio project plumbing both reviews share (GCoT chains, LongV-EVAL prompts).
+
+A project is found by title or created; the release's media are served from a folder of their own
+under Label Studio's local-files root; tasks are imported in batches, idempotent by example id; a
+pull reads every task raw from the export endpoint and each annotation with a verdict, oldest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from core import __version__
+
+log = logging.getLogger(__name__)
+PUSH_BATCH = 1000  # tasks a request; LS imports a request in one transaction
+
+
+class PushInterrupted(RuntimeError):
+    pass
+
+
+def get_project(client, title: str, create: bool = True, label_config: str | None = None, description: str = ""):
+    for p in client.projects.list():
+        if p.title == title:
+            return p
+    if not create:
+        raise LookupError(f"no Label Studio project titled {title!r}; push the release first")
+    return client.projects.create(title=title, label_config=label_config, description=description)
+
+
+def served_folder(release: Path, files_root: Path) -> Path:
+    """Where a release's media live under the served folder: its name plus a digest of where it
+    lives, so two releases called "demo" do not collide."""
+    return files_root / f"{release.resolve().name}-{hashlib.sha256(str(release.resolve()).encode()).hexdigest()[:8]}"
+
+
+def ensure_storage(client, project_id: int, folder: Path) -> None:
+    if not any(Path(s.path).resolve() == folder.resolve() for s in client.import_storage.local.list(project=project_id)):
+        client.import_storage.local.create(project=project_id, path=str(folder), use_blob_urls=True, title=folder.name)
+
+
+def export_tasks(client, project_id: int) -> list[dict]:
+    """Every task of the project with its annotations, as plain JSON.
+
+    Label Studio's export endpoint, read raw: the SDK's paged task list validates each of 10,000
+    tasks into pydantic models, which took most of a pull's time."""
+    w = client._client_wrapper
+    r = httpx.get(
+        f"{w.get_base_url()}/api/projects/{project_id}/export",
+        params={"exportType": "JSON", "download_all_tasks": "true"},
+        headers=w.get_headers(),
+        timeout=300,
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def existing_ids(client, project_id: int) -> dict[str, int]:
+    """example id -> task id of the tasks already in the project."""
+    return {t["data"]["example_id"]: t["id"] for t in export_tasks(client, project_id) if "example_id" in (t.get("data") or {})}
+
+
+def import_in_batches(client, project_id: int, tasks: list[dict], batch: int = PUSH_BATCH) -> int:
+    """Import tasks ``batch`` a request; a server that stops answering gives `PushInterrupted`
+    saying how far it got (the tasks of finished requests stay: the next push adds the rest)."""
+    pushed = 0
+    with tqdm(total=len(tasks), desc="push tasks", unit="task") as bar:
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start : start + batch]
+            try:
+                client.projects.import_tasks(id=project_id, request=chunk, commit_to_project=True)
+            except (httpx.TransportError, OSError) as e:
+                raise PushInterrupted(
+                    f"Label Studio stopped answering after {pushed} of {len(tasks)} new tasks ({type(e).__name__}); "
+                    "push again to add the rest: tasks already there are not pushed twice"
+                ) from e
+            pushed += len(chunk)
+            bar.update(len(chunk))
+    return pushed
+
+
+@dataclass
+class PushSummary:
+    project_id: int
+    url: str
+    examples: int
+    pushed: int  # new tasks this time
+    already: int  # tasks that were there before
+
+
+def push_tasks(client, items: Sequence, folder: Path, media: Callable[[Any], str], task_of: Callable[[Any, str, str], dict], *, title: str,
+               label_config: str, description: str, batch: int = PUSH_BATCH, detector: str | None = None) -> PushSummary:
+    """The push both reviews share: the project (created with ``label_config`` if new) and its storage
+    of ``folder``, then a task ``task_of(item, url, model_version)`` for every item whose id is not in
+    the project yet, imported in batches. ``media(item)`` is the item's file under ``folder``, where
+    the caller has already put it."""
+    project = get_project(client, title, label_config=label_config, description=description)
+    ensure_storage(client, project.id, folder)
+    done = existing_ids(client, project.id)
+    version = f"gcot-forge-{__version__}" + (f"+{detector}" if detector else "")
+    tasks = [task_of(i, f"/data/local-files/?d={folder.name}/{media(i)}", version) for i in items if i.id not in done]
+    pushed = import_in_batches(client, project.id, tasks, batch)
+    return PushSummary(project.id, f"{client._client_wrapper.get_base_url()}/projects/{project.id}", len(items), pushed, len(done))
+
+
+@dataclass
+class PullSummary:
+    out: str
+    pushed: int
+    accepted: int = 0
+    fixed: int = 0
+    rejected: int = 0
+    open: int = 0
+    malformed: list[dict] = field(default_factory=list)  # task id, example id, reason
+    agreement: dict = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.pushed == self.accepted + self.fixed + self.rejected + self.open
+
+
+def open_tasks(client, title: str, ids: set[str]) -> tuple[dict, dict[str, dict], int]:
+    """For a pull: the user names by id, the project's tasks by example id, and how many of ``ids``
+    were pushed."""
+    project = get_project(client, title, create=False)
+    users = {u.id: u.email or u.username for u in client.users.list()}
+    tasks = {t["data"].get("example_id"): t for t in export_tasks(client, project.id) if t.get("data")}
+    return users, tasks, sum(1 for i in ids if i in tasks)
+
+
+def annotations_in_order(task: dict, users: dict) -> Iterator[dict]:
+    """A task's annotations oldest first, cancelled ones skipped, ``completed_by`` as the user's email."""
+    for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
+        if not ann.get("was_cancelled"):
+            yield {**ann, "completed_by": users.get(ann.get("completed_by"), ann.get("completed_by"))}
+
+
+def read_reviews(task: dict, users: dict, read, errors, summary: PullSummary) -> list:
+    """``read(annotation)`` of each annotation of the task that carries a verdict, oldest first; one
+    that ``read`` rejects (raising ``errors``) is reported in ``summary.malformed``, not fatal."""
+    out = []
+    for ann in annotations_in_order(task, users):
+        try:
+            r = read(ann)
+        except errors as e:
+            summary.malformed.append({"task": task["id"], "example": task["data"].get("example_id"), "annotation": ann.get("id"), "reason": str(e)})
+            continue
+        if r.verdict:
+            out.append(r)
+    return out
