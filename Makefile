@@ -34,29 +34,29 @@ postgres: ## Debian's PostgreSQL for the scale-out profile and its tests (never 
 
 # The scale-out profile (README "Scale out"): each target runs one piece in the foreground.
 postgres-up: venv postgres ## PostgreSQL under .postgres/ on 127.0.0.1:5433, databases prefect + labelstudio
-	$(PY) -m gcot.scale postgres-up
+	$(PY) -m gcot scale postgres-up
 
 prefect-pg: venv ## Prefect server on that PostgreSQL at http://127.0.0.1:4200
-	$(PY) -m gcot.scale prefect-server
+	$(PY) -m gcot scale prefect-server
 
 deploy: venv ## build-gcot/local into the process work pool `gcot` (PREFECT_API_URL set)
-	$(PY) -m gcot.scale deploy
+	$(PY) -m gcot scale deploy
 
 worker: venv ## a process worker of the pool `gcot` (PREFECT_API_URL set; start several)
-	$(PY) -m gcot.scale worker
+	$(PY) -m gcot scale worker
 
 labelstudio-pg: venv labelstudio ## Label Studio on that PostgreSQL at http://127.0.0.1:8080
-	$(PY) -m gcot.scale labelstudio-pg
+	$(PY) -m gcot scale labelstudio-pg
 
 annotate: venv labelstudio ## Label Studio with the demo release pushed; prints the URL and how to log in
 	@test -d releases/demo || $(MAKE) demo
-	$(PY) -m annotation serve --push releases/demo
+	$(PY) -m gcot review serve --push releases/demo
 
 demo: venv ## build the embedded synthetic default and print where the release went
-	$(PY) -m pipeline build-gcot --source synthetic --images 300 --seed 7 --out releases/demo
+	$(PY) -m gcot build --source synthetic --images 300 --seed 7 --out releases/demo
 
 longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
-	$(PY) -m pipeline build-longv-eval --videos synthetic --count 3 --seed 0 --out releases/longv-demo
+	$(PY) -m gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo
 
 test: venv labelstudio chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
@@ -83,11 +83,11 @@ finetune: venv ## fine-tune the tiny offline model on the demo release (about a 
 	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
-	$(PY) -m pipeline serve
+	$(PY) -m gcot serve
 
 clean:
 	rm -rf releases .gcot-work .prefect test-output bench-output
 
 detector: venv ## retrain the shipped detector on synthetic scenes (two stages, about 50 min on 2 CPU cores)
-	$(PY) -m pipeline.detect.train --epochs 30
-	$(PY) -m pipeline.detect.train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt
+	$(PY) -m gcot detector train --epochs 30
+	$(PY) -m gcot detector train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt

@@ -78,10 +78,10 @@ def main() -> None:
 
         shutil.rmtree(cfg.results_dir())  # the flow computes every shard too
         t = time.perf_counter()
-        s2 = build_gcot(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work))
+        s2 = build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work)))
         flow_s = time.perf_counter() - t
         t = time.perf_counter()
-        build_gcot(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work))
+        build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work)))
         cached_s = time.perf_counter() - t
     finally:
         server.terminate()

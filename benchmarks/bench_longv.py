@@ -69,7 +69,7 @@ def main() -> None:
 
         shutil.rmtree(cfg.results_dir(), ignore_errors=True)  # nothing reused
         t = time.perf_counter()
-        s = build_longv_eval(videos=cfg.videos, out=cfg.out, work_dir=cfg.work_dir, stride=a.stride, seed=a.seed)
+        s = build_longv_eval(cfg)
         flow_s = time.perf_counter() - t
     finally:
         server.terminate()

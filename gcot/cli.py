@@ -1,18 +1,41 @@
-"""Command line: ``python -m pipeline <command> --help``."""
+"""The `gcot` command: every command of the project, each generated from its config model.
+
+    gcot --help                 the commands
+    gcot build --help           every field of the command, with its description
+    gcot build --config releases/demo/config.yaml      a release built again from its stored config
+
+``python -m pipeline ...`` is an alias (its old command names too: build-gcot, build-longv-eval,
+eval-gcot, run-gcot), as are ``python training/finetune.py``, ``python -m training.efficiency`` and
+``python -m annotation``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from core import env
 
 env.apply()
 
-from gcot.flows import runners  # noqa: E402  (light: Prefect and Dask load only when a runner is made)
+from pydantic_settings import CliPositionalArg, CliSubCommand  # noqa: E402
+
+from annotation.cli import Review  # noqa: E402
+from core.cli import Command, CommandFailed, ConfigCommand, Root, run  # noqa: E402
+from gcot.scale import Scale  # noqa: E402
+from pipeline.detect.train import DetectorGroup  # noqa: E402
+from pipeline.longv.steps import LongVConfig  # noqa: E402
+from pipeline.steps import BuildConfig  # noqa: E402
+from training.efficiency.cli import EfficiencyCommand  # noqa: E402
+from training.finetune import FinetuneCommand  # noqa: E402
+from training.gcot_runner import RunCommand  # noqa: E402
+from training.tiny_llava import TinyModelCommand  # noqa: E402
 
 log = logging.getLogger("gcot")
 
@@ -32,125 +55,112 @@ def _print_summary(s: dict, as_json: bool) -> None:
     print(f'  load: datasets.load_dataset("{s["release"]}", split="train")')
 
 
-def _name_map(a: argparse.Namespace) -> dict | None:
-    try:
-        return json.loads(a.name_map) if a.name_map else {}
-    except json.JSONDecodeError as e:
-        print(f"error: --name-map is not a JSON object: {e}", file=sys.stderr)
-        return None
-
-
-def _build(a: argparse.Namespace, name: str, kwargs: dict, plain, flow_fn, errors: tuple) -> dict | None:
-    """Shared by the build commands: ``--no-prefect`` calls the plain steps (``plain(kwargs)``),
-    otherwise the flow runs with its tasks on the chosen runner. None after a printed error."""
+def _build(cfg, prefect: bool, flow_fn, plain, errors: tuple) -> dict:
+    """Shared by the build commands: without Prefect the plain steps, otherwise the flow (its tasks
+    on the chosen runner)."""
+    from gcot.flows import runners
     from pipeline.detect.detector import DetectorError
 
-    if a.no_prefect and (a.runner != "threads" or a.dask_address):
-        print("error: --runner/--dask-address need the Prefect flow; drop --no-prefect", file=sys.stderr)
-        return None
+    if not prefect and (cfg.runner != "threads" or cfg.dask_address):
+        raise CommandFailed("--runner/--dask-address need the Prefect flow; drop --no-prefect")
     try:
-        if a.no_prefect:
-            return plain(kwargs)
-        placement = runners.from_arguments(a)  # a bad choice or address: one line, before any server starts
-        print(f"{name} runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
-        return flow_fn()(**kwargs, **placement)
+        if not prefect:
+            return plain(cfg)
+        runners.make_task_runner(cfg.runner, cfg.dask_address, cfg.workers)  # a bad choice or address: one line, before any server starts
+        print("runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
+        return flow_fn()(cfg)
     except (DetectorError, ValueError, FileNotFoundError, *errors) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+        raise CommandFailed(str(e)) from None
 
 
-def cmd_build(a: argparse.Namespace) -> int:
-    from pipeline.sources.base import SourceError
-    from pipeline.steps import BuildConfig, run_plain
+class BuildCommand(BuildConfig, ConfigCommand):
+    """Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards,
+    MM-GCoT JSON, LLaVA conversations, data card, config.yaml).
 
-    def flow_fn():
-        from gcot.flows.build_gcot import build_gcot
+    Examples:
+      gcot build --source synthetic --images 300 --seed 7 --out releases/demo
+      gcot build --source vg:/data/visual_genome --out releases/vg --runner dask --workers 4
+      gcot build --config releases/demo/config.yaml --out releases/demo-again
+    """
 
-        return build_gcot
+    CONFIG = BuildConfig
+    prefect: bool = Field(True, description="run as a Prefect flow (--no-prefect calls the steps as plain functions)")
+    as_json: bool = Field(False, alias="json", description="print the summary as JSON")
 
-    name_map = _name_map(a)
-    if name_map is None:
-        return 2
-    kwargs = dict(source=a.source, images=a.images, seed=a.seed, out=a.out, shard_size=a.shard_size, strict=a.strict, work_dir=a.work_dir,
-                  rewriter=a.rewriter, detector=a.detector, name_map=name_map, detector_conf=a.detector_conf)
-    s = _build(a, "build-gcot", kwargs, lambda kw: run_plain(BuildConfig(**kw)), flow_fn, (SourceError,))
-    if s is None:
-        return 2
-    _print_summary(s, a.json)
-    return 0
+    def run(self) -> int:
+        from pipeline.sources.base import SourceError
+        from pipeline.steps import run_plain
+
+        def flow():
+            from gcot.flows.build_gcot import build_gcot
+
+            return build_gcot
+
+        s = _build(self.resolve(), self.prefect, flow, run_plain, (SourceError,))
+        _print_summary(s, self.as_json)
+        return 0
 
 
-def cmd_build_longv(a: argparse.Namespace) -> int:
-    from pipeline.longv.steps import LongVConfig, run_plain
-    from pipeline.longv.video import VideoError
+class BuildLongVCommand(LongVConfig, ConfigCommand):
+    """Videos -> adaptive keyframes (AdaFlow's clip cutting) -> detector + ByteTrack subjects -> caption
+    and three edit prompts (foreground, background, style) -> a LongV-EVAL release with Parquet metadata,
+    a data card and config.yaml.
 
-    def flow_fn():
-        from gcot.flows.build_longv import build_longv_eval
+    Examples:
+      gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo
+      gcot build-longv --videos /data/videos --detector /models/yolo11s.pt --out releases/longv
+    """
 
-        return build_longv_eval
+    CONFIG = LongVConfig
+    prefect: bool = Field(True, description="run as a Prefect flow (--no-prefect calls the steps as plain functions)")
+    as_json: bool = Field(False, alias="json", description="print the summary as JSON")
 
-    name_map = _name_map(a)
-    if name_map is None:
-        return 2
-    kwargs = dict(videos=a.videos, count=a.count, seconds=a.seconds, seed=a.seed, out=a.out, stride=a.stride, detector=a.detector,
-                  name_map=name_map, detector_conf=a.detector_conf, rewriter=a.rewriter, strict=a.strict, work_dir=a.work_dir)
-    s = _build(a, "build-longv-eval", kwargs, lambda kw: run_plain(LongVConfig(**kw)), flow_fn, (VideoError,))
-    if s is None:
-        return 2
-    if a.json:
+    def run(self) -> int:
+        from pipeline.longv.steps import run_plain
+        from pipeline.longv.video import VideoError
+
+        def flow():
+            from gcot.flows.build_longv import build_longv_eval
+
+            return build_longv_eval
+
+        s = _build(self.resolve(), self.prefect, flow, run_plain, (VideoError,))
+        if self.as_json:
+            print(json.dumps(s, indent=2))
+            return 0
+        print(f"\nRelease written to {s['release']}")
+        print(f"  videos: {s['videos']} ({s['frames']} frames, {s['clips']} clips), prompts: {s['prompts']} ({s['prompt_words_mean']} words on average)")
+        ok = s["candidates"] == s["videos"] + s["rejected"]
+        print(f"  files {s['candidates']} = released {s['videos']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
+        if s["rejected"]:
+            print("  rejected: " + ", ".join(f"{k} {v}" for k, v in s["rejections_by_rule"].items()) + " (see rejections.jsonl)")
+        return 0
+
+
+class ConvertCommand(Command):
+    """Move records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations.
+
+    Examples:
+      gcot convert path/to/mmgcot_dir --from mmgcot --to arrow --out releases/mmgcot-test --images /data
+      gcot convert releases/demo --from arrow --to llava --out /tmp/llava
+    """
+
+    input: CliPositionalArg[str] = Field(description="MM-GCoT: a GCoT_dataset_<type>_<split>.json file or a folder of them; arrow: a release folder")
+    src: Literal["mmgcot", "arrow"] = Field(alias="from", description="input format")
+    dst: Literal["arrow", "llava", "mmgcot"] = Field(alias="to", description="output format")
+    out: str = Field(description="output folder (replaced atomically)")
+    images: str | None = Field(None, description="root under which each record's img path is found, to store image bytes in arrow output")
+    strict: bool = Field(False, description="stop at the first malformed record")
+
+    def run(self) -> int:
+        from pipeline.convert import convert
+
+        try:
+            s = convert(self.input, self.src, self.dst, self.out, images=self.images, strict=self.strict)
+        except (ValueError, FileNotFoundError) as e:
+            raise CommandFailed(str(e)) from None
         print(json.dumps(s, indent=2))
         return 0
-    print(f"\nRelease written to {s['release']}")
-    print(f"  videos: {s['videos']} ({s['frames']} frames, {s['clips']} clips), prompts: {s['prompts']} ({s['prompt_words_mean']} words on average)")
-    ok = s["candidates"] == s["videos"] + s["rejected"]
-    print(f"  files {s['candidates']} = released {s['videos']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
-    if s["rejected"]:
-        print("  rejected: " + ", ".join(f"{k} {v}" for k, v in s["rejections_by_rule"].items()) + " (see rejections.jsonl)")
-    return 0
-
-
-def cmd_longv_metrics(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pipeline.longv.metrics import load_backbone, video_consistency
-    from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError
-
-    paths = []
-    for v in a.videos:
-        p = Path(v)
-        paths += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS) if p.is_dir() else [p]
-    try:
-        sc = load_backbone(a.sc_backbone)
-        oc = sc if a.oc_backbone == a.sc_backbone else load_backbone(a.oc_backbone)
-        rows = [video_consistency(p, sc, oc, a.every, a.max_frames).__dict__ for p in paths]
-    except (VideoError, ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not rows:
-        print("error: no videos given", file=sys.stderr)
-        return 2
-    summary = {"videos": rows, "mean_sc": sum(r["sc"] for r in rows) / len(rows), "mean_oc": sum(r["oc"] for r in rows) / len(rows), "comparable_to_published": all(r["comparable"] for r in rows)}
-    if a.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    for r in rows:
-        print(f"{r['video']}: SC {r['sc']:.4f} ({r['sc_backbone']})  OC {r['oc']:.4f} ({r['oc_backbone']})  frames {r['frames_used']}")
-    print(f"mean: SC {summary['mean_sc']:.4f}  OC {summary['mean_oc']:.4f}")
-    if not summary["comparable_to_published"]:
-        print("note: an offline default backbone was used; these numbers are not comparable to the published CLIP/DINO values")
-    return 0
-
-
-def cmd_convert(a: argparse.Namespace) -> int:
-    from pipeline.convert import convert
-
-    try:
-        s = convert(a.input, a.src, a.dst, a.out, images=a.images, strict=a.strict)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(s, indent=2))
-    return 0
 
 
 def _finite(x):
@@ -164,143 +174,147 @@ def _finite(x):
     return x
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
-    from pipeline.evaluation import official, report, strict
-    from pipeline.evaluation.results import read_results
+class EvalCommand(Command):
+    """Answer accuracy, grounding accuracy (IoU > 0.5) and answer-grounding consistency CR/(CR+CM+WR) of a
+    results file (JSON lines with text, gt_text, coor, gt_coor, img). --mode official reproduces the
+    official script's numbers exactly; --mode strict is ours (robust parsing, explicit box formats,
+    normalized answers, step-level grounding, per-type scores, bootstrap CIs).
 
-    try:
-        records = read_results(a.results)
-        if a.mode == "official":
-            if a.box_format or a.synonyms:
-                print("error: --box-format and --synonyms belong to --mode strict", file=sys.stderr)
-                return 2
-            r = {"mode": "official", "model_format": a.model_format or "llava", **official.evaluate(records, a.model_format or "llava", a.image_root)}
-        else:
-            synonyms = json.loads(open(a.synonyms).read()) if a.synonyms else None
-            r = {"model_format": a.model_format, **strict.evaluate(records, a.model_format, a.box_format, a.image_root, synonyms, a.bootstrap, a.seed)}
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    r = _finite({"results": str(a.results), **r})
-    if a.out:
-        paths = report.write(r, a.out)
-        print(f"report written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
-    print(json.dumps(r, indent=None if a.json else 2) if a.json else report.markdown(r))
-    return 0
+    Examples:
+      gcot eval --results results.jsonl --json
+      gcot eval --results results.jsonl --mode strict --out report/
+    """
+
+    results: str = Field(description="results file, one JSON object a line")
+    mode: Literal["official", "strict"] = Field("official", description="official: the official eval.py to the bit; strict: ours")
+    model_format: Literal["llava", "qwen", "internvl"] | None = Field(None, description="how the model writes boxes. official: llava = as it is, qwen = absolute-pixel xyxy, internvl = xyxy on 0-1000 (default llava). strict: llava = normalized xyxy, qwen and internvl as official (default: normalized xywh, as MM-GCoT)")
+    box_format: Literal["xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000"] | None = Field(None, description="strict: the predicted box format outright (overrides --model-format)")
+    image_root: str | None = Field(None, description="folder the records' img paths are relative to (needed for absolute-pixel boxes)")
+    synonyms: str | None = Field(None, description='strict: a JSON file of extra answer synonyms, e.g. {"timber": "wood"}')
+    bootstrap: int = Field(1000, ge=0, description="strict: bootstrap resamples for the 95% CIs, 0 to skip")
+    seed: int = Field(0, description="strict: bootstrap seed")
+    out: str | None = Field(None, description="also write report.json, report.md and breakdown.png here")
+    as_json: bool = Field(False, alias="json", description="print one JSON object (answer_accuracy, grounding_accuracy, consistency in percent, unrounded)")
+
+    def run(self) -> int:
+        from pipeline.evaluation import official, report, strict
+        from pipeline.evaluation.results import read_results
+
+        try:
+            records = read_results(self.results)
+            if self.mode == "official":
+                if self.box_format or self.synonyms:
+                    raise CommandFailed("--box-format and --synonyms belong to --mode strict")
+                r = {"mode": "official", "model_format": self.model_format or "llava", **official.evaluate(records, self.model_format or "llava", self.image_root)}
+            else:
+                synonyms = json.loads(Path(self.synonyms).read_text()) if self.synonyms else None
+                r = {"model_format": self.model_format, **strict.evaluate(records, self.model_format, self.box_format, self.image_root, synonyms, self.bootstrap, self.seed)}
+        except (ValueError, FileNotFoundError, OSError) as e:
+            raise CommandFailed(str(e)) from None
+        r = _finite({"results": str(self.results), **r})
+        if self.out:
+            paths = report.write(r, self.out)
+            print(f"report written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+        print(json.dumps(r) if self.as_json else report.markdown(r))
+        return 0
 
 
-def cmd_run(a: argparse.Namespace) -> int:
-    from training.gcot_runner import RunConfig, run
+class LongVMetricsCommand(Command):
+    """Semantic consistency (mean cosine of adjacent frames' CLIP image embeddings) and object consistency
+    (the same over DINO CLS features) of each video. Backbones come from local checkpoints; the offline
+    default 'pixels' is not comparable to published numbers.
 
-    try:
-        out = run(RunConfig(release=a.release, model=a.model, out=a.out, protocol=a.protocol, split=a.split, batch_size=a.batch_size, limit=a.limit, max_new_tokens=a.max_new_tokens, device=a.device))
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"results written to {out}\nevaluate: python -m pipeline eval-gcot --results {out} [--mode strict]", file=sys.stderr)
-    return 0
+    Example:
+      gcot longv-metrics releases/longv-demo/videos --sc-backbone clip:/models/clip --oc-backbone dino:/models/dinov2
+    """
+
+    videos: CliPositionalArg[list[str]] = Field(description="video files or folders of videos")
+    sc_backbone: str = Field("pixels", description="clip:PATH (a local CLIP checkpoint) or pixels")
+    oc_backbone: str = Field("pixels", description="dino:PATH (a local DINO/DINOv2 checkpoint) or pixels")
+    every: int = Field(1, ge=1, description="use every n-th frame (1: all frames)")
+    max_frames: int | None = Field(None, description="at most this many frames a video")
+    as_json: bool = Field(False, alias="json", description="print JSON")
+
+    def run(self) -> int:
+        from pipeline.longv.metrics import load_backbone, video_consistency
+        from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError
+
+        paths = []
+        for v in self.videos:
+            p = Path(v)
+            paths += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS) if p.is_dir() else [p]
+        try:
+            sc = load_backbone(self.sc_backbone)
+            oc = sc if self.oc_backbone == self.sc_backbone else load_backbone(self.oc_backbone)
+            rows = [video_consistency(p, sc, oc, self.every, self.max_frames).__dict__ for p in paths]
+        except (VideoError, ValueError, FileNotFoundError, OSError) as e:
+            raise CommandFailed(str(e)) from None
+        if not rows:
+            raise CommandFailed("no videos given")
+        summary = {"videos": rows, "mean_sc": sum(r["sc"] for r in rows) / len(rows), "mean_oc": sum(r["oc"] for r in rows) / len(rows),
+                   "comparable_to_published": all(r["comparable"] for r in rows)}
+        if self.as_json:
+            print(json.dumps(summary, indent=2))
+            return 0
+        for r in rows:
+            print(f"{r['video']}: SC {r['sc']:.4f} ({r['sc_backbone']})  OC {r['oc']:.4f} ({r['oc_backbone']})  frames {r['frames_used']}")
+        print(f"mean: SC {summary['mean_sc']:.4f}  OC {summary['mean_oc']:.4f}")
+        if not summary["comparable_to_published"]:
+            print("note: an offline default backbone was used; these numbers are not comparable to the published CLIP/DINO values")
+        return 0
 
 
-def cmd_serve(a: argparse.Namespace) -> int:
-    from gcot.flows.serve import serve_local
+class ServeCommand(Command):
+    """Start a local Prefect server (unless one answers) and serve the deployments build-gcot/<name> and
+    build-longv-eval/<name>, so that `prefect deployment run build-gcot/<name>` works from another shell
+    (export PREFECT_API_URL=http://127.0.0.1:4200/api there first).
 
-    return serve_local(a.host, a.port, a.name, start_server=not a.no_server)
+    Example:
+      gcot serve --name local
+    """
+
+    host: str = Field("127.0.0.1", description="the Prefect server's host")
+    port: int = Field(4200, description="the Prefect server's port")
+    name: str = Field("local", description="deployment name")
+    server: bool = Field(True, description="start a Prefect server (--no-server: use the one at PREFECT_API_URL)")
+
+    def run(self) -> int:
+        from gcot.flows.serve import serve_local
+
+        return serve_local(self.host, self.port, self.name, start_server=self.server)
+
+
+class Gcot(Root, cli_prog_name="gcot"):
+    """gcot-forge: build, review, release, evaluate and train on grounded chain-of-thought data, and
+    LongV-EVAL long-video edit prompts. `gcot COMMAND --help` describes every field of a command."""
+
+    build: CliSubCommand[BuildCommand] = Field(description="build a GCoT release from scene graphs (the build-gcot flow)")
+    build_longv: CliSubCommand[BuildLongVCommand] = Field(description="build a LongV-EVAL release from long videos (the build-longv-eval flow)")
+    convert: CliSubCommand[ConvertCommand] = Field(description="convert records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations")
+    eval: CliSubCommand[EvalCommand] = Field(description="the MM-GCoT consistency metrics of a results file")
+    run_model: CliSubCommand[RunCommand] = Field(description="run an image-text model on a release split and write a results file")
+    review: CliSubCommand[Review] = Field(description="Label Studio review: serve, push a release, pull the reviews into a new release")
+    finetune: CliSubCommand[FinetuneCommand] = Field(description="fine-tune an image-text model on a release with PEFT LoRA (training/finetune.py)")
+    efficiency: CliSubCommand[EfficiencyCommand] = Field(description="an efficiency stage (fitprune, gprune, dyvte, gamma-mod, roe, flashsloth) on a fine-tuned model")
+    tiny_model: CliSubCommand[TinyModelCommand] = Field(description="build the tiny offline LLaVA-style model (tokenizer trained on a release's train split)")
+    detector: CliSubCommand[DetectorGroup] = Field(description="the shipped detector: train it on synthetic scenes")
+    longv_metrics: CliSubCommand[LongVMetricsCommand] = Field(description="consistency metrics (SC, OC) of videos")
+    serve: CliSubCommand[ServeCommand] = Field(description="a local Prefect server and the build-gcot / build-longv-eval deployments")
+    scale: CliSubCommand[Scale] = Field(description="the scale-out profile: PostgreSQL, a Prefect server on it, a work pool and its workers, Label Studio on it")
+
+
+# What `python -m pipeline` took before the one command.
+OLD_NAMES = {"build-gcot": "build", "build-longv-eval": "build-longv", "eval-gcot": "eval", "run-gcot": "run-model"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline", description="gcot-forge: build, convert, evaluate and serve grounded chain-of-thought data, and LongV-EVAL long-video edit prompts.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    b = sub.add_parser("build-gcot", help="build a GCoT release from scene graphs", description="Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards, MM-GCoT JSON, LLaVA conversations, data card).")
-    b.add_argument("--source", default="synthetic", help="synthetic (embedded default: rendered scenes), vg:PATH (Visual Genome folder), coco:PATH (COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects) [default: %(default)s]")
-    b.add_argument("--images", type=int, default=300, help="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all [default: %(default)s]")
-    b.add_argument("--seed", type=int, default=0, help="seed of scenes, chains and splits; same seed, same bytes [default: %(default)s]")
-    b.add_argument("--out", default="releases/demo", help="release folder, replaced atomically [default: %(default)s]")
-    b.add_argument("--shard-size", type=int, default=250, help="images per shard (one Prefect task each) [default: %(default)s]")
-    b.add_argument("--work-dir", default=None, help="where rendered scenes and scene-graph shards go [default: <out's parent>/.gcot-work]")
-    b.add_argument("--rewriter", default="none", help="question rewriter [default: %(default)s]")
-    b.add_argument("--detector", default=None, help="'default' (the shipped YOLO11n) or a path to Ultralytics detection weights: cross-checks every step box; an images:PATH source uses the default when not given")
-    b.add_argument("--name-map", default=None, help='JSON object renaming detector classes to scene-graph nouns, e.g. \'{"person": "man"}\'')
-    b.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
-    b.add_argument("--strict", action="store_true", help="stop at the first bad input record instead of recording it and going on")
-    runners.add_arguments(b)
-    b.add_argument("--no-prefect", action="store_true", help="call the steps as plain functions (no Prefect engine)")
-    b.add_argument("--json", action="store_true", help="print the summary as JSON")
-    b.set_defaults(func=cmd_build)
-
-    c = sub.add_parser("convert", help="convert records between release formats", description="Move records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations.")
-    c.add_argument("input", help="MM-GCoT: a GCoT_dataset_<type>_<split>.json file or a folder of them; arrow: a release folder")
-    c.add_argument("--from", dest="src", required=True, choices=["mmgcot", "arrow"], help="input format")
-    c.add_argument("--to", dest="dst", required=True, choices=["arrow", "llava", "mmgcot"], help="output format")
-    c.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    c.add_argument("--images", default=None, help="root under which each record's img path is found, to store image bytes in arrow output (optional)")
-    c.add_argument("--strict", action="store_true", help="stop at the first malformed record")
-    c.set_defaults(func=cmd_convert)
-
-    e = sub.add_parser("eval-gcot", help="MM-GCoT consistency metrics of a results file", description="Answer accuracy, grounding accuracy (IoU > 0.5) and answer-grounding consistency CR/(CR+CM+WR) of a results file (JSON lines with text, gt_text, coor, gt_coor, img). --mode official reproduces the official script's numbers exactly; --mode strict is ours (robust parsing, explicit box formats, normalized answers, step-level grounding, per-type scores, bootstrap CIs).")
-    e.add_argument("--results", required=True, help="results file, one JSON object a line")
-    e.add_argument("--mode", choices=["official", "strict"], default="official", help="[default: %(default)s]")
-    e.add_argument("--model-format", choices=["llava", "qwen", "internvl"], default=None, help="how the model writes boxes. official: llava = as it is, qwen = absolute-pixel xyxy, internvl = xyxy on 0-1000 [default: llava]. strict: llava = normalized xyxy, qwen and internvl as official [default: normalized xywh, as MM-GCoT]")
-    e.add_argument("--box-format", choices=["xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000"], default=None, help="strict: say the predicted box format outright (overrides --model-format)")
-    e.add_argument("--image-root", default=None, help="folder the records' img paths are relative to (needed for absolute-pixel boxes)")
-    e.add_argument("--synonyms", default=None, help="strict: JSON object of extra answer synonyms, e.g. {\"timber\": \"wood\"}")
-    e.add_argument("--bootstrap", type=int, default=1000, help="strict: bootstrap resamples for the 95%% CIs, 0 to skip [default: %(default)s]")
-    e.add_argument("--seed", type=int, default=0, help="strict: bootstrap seed [default: %(default)s]")
-    e.add_argument("--out", default=None, help="also write report.json, report.md and breakdown.png here")
-    e.add_argument("--json", action="store_true", help="print one JSON object (answer_accuracy, grounding_accuracy, consistency in percent, unrounded)")
-    e.set_defaults(func=cmd_eval)
-
-    r = sub.add_parser("run-gcot", help="run an image-text model on a release split, write a results file", description="Generate answers and boxes with a Hugging Face image-text-to-text model (local path; nothing is downloaded) on a release split, in one of the MM-GCoT protocols, and write a results file for eval-gcot. A tiny offline model: python training/tiny_llava.py --release DIR --out MODEL_DIR.")
-    r.add_argument("--release", required=True, help="release folder (build-gcot or convert --to arrow with --images)")
-    r.add_argument("--model", required=True, help="model folder (AutoModelForImageTextToText + AutoProcessor)")
-    r.add_argument("--out", required=True, help="results file to write (JSON lines)")
-    r.add_argument("--protocol", choices=["answer-first", "grounding-first", "gcot"], default="answer-first", help="[default: %(default)s]")
-    r.add_argument("--split", default="test", help="[default: %(default)s]")
-    r.add_argument("--batch-size", type=int, default=8, help="[default: %(default)s]")
-    r.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    r.add_argument("--max-new-tokens", type=int, default=64, help="for answers and boxes; chains get 256 [default: %(default)s]")
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... [default: %(default)s]")
-    r.set_defaults(func=cmd_run)
-
-    lv = sub.add_parser("build-longv-eval", help="build a LongV-EVAL release from long videos", description="Videos -> adaptive keyframes (AdaFlow's clip cutting) -> detector + ByteTrack subjects -> caption and three edit prompts (foreground, background, style) -> release in the LongV-EVAL layout with Parquet metadata and a data card.")
-    lv.add_argument("--videos", default="synthetic", help="a folder of videos (.mp4 .mov .m4v .avi .mkv .webm), or 'synthetic' (embedded default: rendered one-minute videos) [default: %(default)s]")
-    lv.add_argument("--count", type=int, default=3, help="synthetic: videos to render [default: %(default)s]")
-    lv.add_argument("--seconds", type=float, default=60.0, help="synthetic: length of each video at 24 fps, 640x360 [default: %(default)s]")
-    lv.add_argument("--seed", type=int, default=0, help="seed of the synthetic videos and of the prompt templates [default: %(default)s]")
-    lv.add_argument("--out", default="releases/longv-demo", help="release folder, replaced atomically [default: %(default)s]")
-    lv.add_argument("--stride", type=int, default=8, help="detect and track on every stride-th frame (keyframe selection sees every frame) [default: %(default)s]")
-    lv.add_argument("--detector", default="default", help="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights [default: %(default)s]")
-    lv.add_argument("--name-map", default=None, help='JSON object renaming detector classes to nouns, e.g. \'{"person": "man"}\'')
-    lv.add_argument("--detector-conf", type=float, default=0.25, help="detection confidence threshold [default: %(default)s]")
-    lv.add_argument("--rewriter", default="none", help="prompt rewriter (the build-gcot rewriter interface) [default: %(default)s]")
-    lv.add_argument("--work-dir", default=None, help="rendered videos and per-video results [default: <out's parent>/.gcot-work]")
-    lv.add_argument("--strict", action="store_true", help="stop at the first bad video instead of recording it and going on")
-    lv.add_argument("--no-prefect", action="store_true", help="run the steps as plain functions, without Prefect")
-    runners.add_arguments(lv)
-    lv.add_argument("--json", action="store_true", help="print the summary as JSON")
-    lv.set_defaults(func=cmd_build_longv)
-
-    m = sub.add_parser("longv-metrics", help="consistency metrics (SC, OC) of videos, e.g. edited LongV-EVAL videos", description="Semantic consistency (mean cosine of adjacent frames' CLIP image embeddings) and object consistency (the same over DINO CLS features) of each video. Backbones come from local checkpoints; the offline default 'pixels' is not comparable to published numbers.")
-    m.add_argument("videos", nargs="+", help="video files or folders of videos")
-    m.add_argument("--sc-backbone", default="pixels", help="clip:PATH (local CLIP checkpoint) or pixels [default: %(default)s]")
-    m.add_argument("--oc-backbone", default="pixels", help="dino:PATH (local DINO/DINOv2 checkpoint) or pixels [default: %(default)s]")
-    m.add_argument("--every", type=int, default=1, help="use every n-th frame [default: %(default)s, all frames]")
-    m.add_argument("--max-frames", type=int, default=None, help="at most this many frames a video")
-    m.add_argument("--json", action="store_true", help="print JSON")
-    m.set_defaults(func=cmd_longv_metrics)
-
-    s = sub.add_parser("serve", help="start a local Prefect server and serve the build-gcot and build-longv-eval deployments", description="Start a local Prefect server (unless one answers) and serve the deployments build-gcot/<name> and build-longv-eval/<name>, so that `prefect deployment run build-gcot/<name>` (or build-longv-eval/<name>) works from another shell with PREFECT_API_URL set.")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=4200)
-    s.add_argument("--name", default="local", help="deployment name [default: %(default)s]")
-    s.add_argument("--no-server", action="store_true", help="use the server at PREFECT_API_URL instead of starting one")
-    s.set_defaults(func=cmd_serve)
-
-    a = p.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in OLD_NAMES:
+        argv[0] = OLD_NAMES[argv[0]]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("core", "pipeline", "data_cards", "annotation", "training", "gcot"):
         logging.getLogger(name).setLevel(os.environ.get("GCOT_LOG_LEVEL", "INFO"))
-    return a.func(a)
+    return run(Gcot, argv)
 
 
 if __name__ == "__main__":

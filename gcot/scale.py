@@ -16,7 +16,6 @@ printed; connections need it (scram-sha-256), over TCP on 127.0.0.1 and a socket
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -26,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from pydantic import Field
+from pydantic_settings import CliSubCommand
+
 from core import env
+from core.cli import Command, CommandFailed, Group, single
 
 env.apply()
 
@@ -189,68 +192,120 @@ def worker_command(pool: str, limit: int | None = None) -> list[str]:
 # ---------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gcot.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pg-dir", default=str(REPO / ".postgres"), help="the PostgreSQL cluster's folder [default: %(default)s]")
-    p.add_argument("--pg-port", type=int, default=5433, help="[default: %(default)s]")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("postgres-up", help="initdb (once) and start PostgreSQL; create the prefect and labelstudio databases")
-    sub.add_parser("postgres-down", help="stop PostgreSQL")
-    s = sub.add_parser("prefect-server", help="Prefect server on PostgreSQL (foreground)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=4200)
-    d = sub.add_parser("deploy", help="the build-gcot deployment from this checkout into a process work pool")
-    d.add_argument("--pool", default="gcot")
-    d.add_argument("--name", default="local")
-    w = sub.add_parser("worker", help="a process worker of the pool (foreground; start several)")
-    w.add_argument("--pool", default="gcot")
-    w.add_argument("--limit", type=int, default=None, help="flow runs at a time")
-    ls = sub.add_parser("labelstudio-pg", help="Label Studio on PostgreSQL (foreground)")
-    ls.add_argument("--host", default="127.0.0.1")
-    ls.add_argument("--port", type=int, default=8080)
-    ls.add_argument("--data-dir", default=str(REPO / ".labelstudio-pg"))
-    a = p.parse_args(argv)
+class PgOptions(Command):
+    pg_dir: Path = Field(REPO / ".postgres", description="the PostgreSQL cluster's folder")
+    pg_port: int = Field(5433, description="PostgreSQL's port on 127.0.0.1")
 
-    try:
-        if a.command in ("deploy", "worker"):
-            if not os.environ.get("PREFECT_API_URL"):
-                print("error: set PREFECT_API_URL to the server (e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
-                return 2
-            if a.command == "deploy":
-                print(f"deployment {deploy(a.pool, a.name)} in work pool {a.pool}; start workers: python -m gcot.scale worker --pool {a.pool}")
-                return 0
-            ensure_pool(a.pool)
-            os.execv(worker_command(a.pool, a.limit)[0], worker_command(a.pool, a.limit))
-        pg = Postgres(Path(a.pg_dir), a.pg_port)
-        if a.command == "postgres-up":
+    def postgres(self) -> Postgres:
+        return Postgres(Path(self.pg_dir), self.pg_port)
+
+
+class PostgresUp(PgOptions):
+    """initdb (once) and start PostgreSQL; create the prefect and labelstudio databases."""
+
+    def run(self) -> int:
+        pg = self.postgres()
+        try:
             pg.start()
             for db in ("prefect", "labelstudio"):
                 pg.create_database(db)
-            print(f"PostgreSQL on {pg.host}:{pg.port} (folder {pg.root}, user {pg.user}, password in {pg.root / 'password'}); databases prefect, labelstudio")
-            return 0
-        if a.command == "postgres-down":
-            pg.stop()
-            return 0
-        if a.command == "prefect-server":
-            from gcot.flows.serve import start_server
+        except (PostgresError, RuntimeError) as e:
+            raise CommandFailed(str(e)) from None
+        print(f"PostgreSQL on {pg.host}:{pg.port} (folder {pg.root}, user {pg.user}, password in {pg.root / 'password'}); databases prefect, labelstudio")
+        return 0
 
-            home = Path(os.environ["PREFECT_HOME"])
-            home.mkdir(parents=True, exist_ok=True)
-            proc = start_server(a.host, a.port, log_file=home / "server-pg.log", env=prefect_server_env(pg, a.host, a.port))
-            print(f"Prefect server on PostgreSQL: http://{a.host}:{a.port} (log {home / 'server-pg.log'})\n"
-                  f"  export PREFECT_API_URL=http://{a.host}:{a.port}/api", flush=True)
-            return _wait(proc)
-        if a.command == "labelstudio-pg":
-            from annotation.server import LabelStudioServer
 
-            server = LabelStudioServer(a.data_dir, Path(a.data_dir) / "files", a.host, a.port, database_url=pg.url("labelstudio", "postgresql"))
+class PostgresDown(PgOptions):
+    """Stop PostgreSQL."""
+
+    def run(self) -> int:
+        self.postgres().stop()
+        return 0
+
+
+class PrefectServer(PgOptions):
+    """A Prefect server on that PostgreSQL (foreground)."""
+
+    host: str = Field("127.0.0.1", description="the server's host")
+    port: int = Field(4200, description="the server's port")
+
+    def run(self) -> int:
+        from gcot.flows.serve import start_server
+
+        home = Path(os.environ["PREFECT_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = start_server(self.host, self.port, log_file=home / "server-pg.log", env=prefect_server_env(self.postgres(), self.host, self.port))
+        except (PostgresError, RuntimeError) as e:
+            raise CommandFailed(str(e)) from None
+        print(f"Prefect server on PostgreSQL: http://{self.host}:{self.port} (log {home / 'server-pg.log'})\n"
+              f"  export PREFECT_API_URL=http://{self.host}:{self.port}/api", flush=True)
+        return _wait(proc)
+
+
+def _api_url() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise CommandFailed("set PREFECT_API_URL to the server first (e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api)")
+
+
+class Deploy(Command):
+    """The build-gcot deployment from this checkout into a process work pool (PREFECT_API_URL set)."""
+
+    pool: str = Field("gcot", description="the work pool")
+    name: str = Field("local", description="the deployment's name")
+
+    def run(self) -> int:
+        _api_url()
+        print(f"deployment {deploy(self.pool, self.name)} in work pool {self.pool}; start workers: gcot scale worker --pool {self.pool}")
+        return 0
+
+
+class Worker(Command):
+    """A process worker of the pool (foreground; start several; PREFECT_API_URL set)."""
+
+    pool: str = Field("gcot", description="the work pool")
+    limit: int | None = Field(None, description="flow runs at a time")
+
+    def run(self) -> int:
+        _api_url()
+        ensure_pool(self.pool)
+        os.execv(worker_command(self.pool, self.limit)[0], worker_command(self.pool, self.limit))
+        return 0
+
+
+class LabelStudioPg(PgOptions):
+    """Label Studio on that PostgreSQL (foreground)."""
+
+    host: str = Field("127.0.0.1", description="Label Studio's host")
+    port: int = Field(8080, description="Label Studio's port")
+    data_dir: Path = Field(REPO / ".labelstudio-pg", description="Label Studio's data folder (credentials, served files)")
+
+    def run(self) -> int:
+        from annotation.server import LabelStudioServer
+
+        pg = self.postgres()
+        server = LabelStudioServer(self.data_dir, Path(self.data_dir) / "files", self.host, self.port, database_url=pg.url("labelstudio", "postgresql"))
+        try:
             server.start()
-            print(f"Label Studio on PostgreSQL: {server.url} (login {server.credentials.username}; password in {server.data_dir / 'credentials.json'})", flush=True)
-            return _wait(server.proc)
-    except (PostgresError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        except (PostgresError, RuntimeError) as e:
+            raise CommandFailed(str(e)) from None
+        print(f"Label Studio on PostgreSQL: {server.url} (login {server.credentials.username}; password in {server.data_dir / 'credentials.json'})", flush=True)
+        return _wait(server.proc)
+
+
+class Scale(Group):
+    """The scale-out profile: each command runs one piece (see the README's "Scale out")."""
+
+    postgres_up: CliSubCommand[PostgresUp] = Field(description="initdb (once) and start PostgreSQL; create the prefect and labelstudio databases")
+    postgres_down: CliSubCommand[PostgresDown] = Field(description="stop PostgreSQL")
+    prefect_server: CliSubCommand[PrefectServer] = Field(description="Prefect server on PostgreSQL (foreground)")
+    deploy: CliSubCommand[Deploy] = Field(description="the build-gcot deployment from this checkout into a process work pool")
+    worker: CliSubCommand[Worker] = Field(description="a process worker of the pool (foreground; start several)")
+    labelstudio_pg: CliSubCommand[LabelStudioPg] = Field(description="Label Studio on PostgreSQL (foreground)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return single(Scale, "python -m gcot.scale", argv)
 
 
 def _wait(proc: subprocess.Popen) -> int:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from tqdm import tqdm
 
+from core.config import Config, Runner
 from core.schema import SPLITS, Example, Rejection, SceneObject
 from core.shards import code_digest, load_scene_graphs, write_text_atomic
 from pipeline.chains.relations import build_relation_graph
@@ -36,23 +39,29 @@ def gcot_code_digest() -> str:
     return code_digest(*GCOT_CODE)
 
 
-@dataclass
-class BuildConfig:
-    source: str = "synthetic"
-    images: int = 300  # synthetic: scenes to render; vg/coco: at most this many images (0 = all)
-    seed: int = 0
-    out: str = "releases/demo"
-    work_dir: str | None = None  # scene-graph shards and rendered scenes; default <out parent>/.gcot-work
-    shard_size: int = 250  # images per shard: the unit of a Prefect task
-    strict: bool = False  # stop at the first bad input record instead of recording it
-    rewriter: str = "none"
-    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validation, test, by image
-    per_type: dict[str, int] = field(default_factory=lambda: dict(ChainConfig().per_type))
-    # Detector: "default" (the shipped weights), a path to Ultralytics weights, or None. An image
-    # folder source needs one (it drafts the objects); for other sources it cross-checks the chains.
-    detector: str | None = None
-    name_map: dict[str, str] = field(default_factory=dict)  # detector class -> scene-graph noun
-    detector_conf: float = 0.25
+class BuildConfig(Config):
+    """build-gcot: scene graphs in, a verified GCoT release out.
+
+    The same model is `gcot build`'s flags, the build-gcot flow's one parameter and the config.yaml a
+    release keeps (``gcot build --config releases/demo/config.yaml`` builds it again, byte for byte).
+    """
+
+    source: str = Field("synthetic", description="synthetic (the embedded default: rendered scenes), vg:PATH (a Visual Genome folder), coco:PATH (a COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects)")
+    images: int = Field(300, ge=0, description="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all")
+    seed: int = Field(0, description="seed of scenes, chains and splits; same inputs and seed, same bytes")
+    out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/gcot-<time>, never an existing release")
+    work_dir: str | None = Field(None, description="rendered scenes, scene-graph shards and finished shards' results; none: <out's parent>/.gcot-work")
+    shard_size: int = Field(250, ge=1, description="images per shard: the unit of a Prefect task")
+    strict: bool = Field(False, description="stop at the first bad input record instead of recording it in rejections.jsonl and going on")
+    rewriter: Literal["none"] = Field("none", description="question rewriter (MM-GCoT's LLM rewrite step); none keeps the templated questions")
+    split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test shares, by image")
+    per_type: dict[str, int] = Field(default_factory=lambda: dict(ChainConfig().per_type), description="chains to draw per image and question type (attribute, judge, object)")
+    detector: str | None = Field(None, description="'default' (the shipped YOLO11n) or a path to Ultralytics detection weights: cross-checks every step box; an images:PATH source uses the default when none is given")
+    name_map: dict[str, str] = Field(default_factory=dict, description='detector class -> scene-graph noun, e.g. {"person": "man"}')
+    detector_conf: float = Field(0.25, ge=0, le=1, description="detection confidence threshold")
+    runner: Runner = Field("threads", description="where shard tasks run: threads or processes on this machine, a Dask cluster (local, or dask_address), Ray (uv sync --extra ray); the bytes do not depend on it")
+    dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); none: a local cluster of `workers` processes")
+    workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")
 
     def detector_weights(self) -> str | None:
         if self.detector is None and self.source.startswith("images:"):
@@ -64,6 +73,20 @@ class BuildConfig:
 
     def results_dir(self) -> Path:
         return self.work_path() / "shard_results"
+
+    def with_out(self, run_name: str | None = None) -> BuildConfig:
+        """This config with ``out`` filled in: a new folder named after the run (a flow run's name, else
+        the time), so that a run given no ``out`` never writes over a release."""
+        if self.out:
+            return self
+        import time
+
+        return self.model_copy(update={"out": f"releases/{run_name or time.strftime('gcot-%Y%m%d-%H%M%S')}"})
+
+    def stored(self) -> str:
+        """The config.yaml a release keeps: the folder by its name and no work folder (where a release was
+        built is not what it is), so that the bytes do not depend on it."""
+        return self.to_yaml(f"gcot build --config {Path(self.out).name}/config.yaml", out=Path(self.out).name, work_dir=None)
 
 
 @dataclass
@@ -252,6 +275,7 @@ def summary(examples: list[Example], rejections: list[Rejection], candidates: in
 
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
+    cfg = cfg.with_out()
     ing = ingest(cfg)
     detections = [None] * len(ing.shards)
     weights = cfg.detector_weights()
@@ -277,7 +301,3 @@ def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> 
     rejections = ing.rejections + rejections
     write_release(examples, rejections, candidates, cfg, ing)
     return summary(examples, rejections, candidates, cfg.out)
-
-
-def config_dict(cfg: BuildConfig) -> dict:
-    return asdict(cfg)

@@ -8,24 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from training.efficiency.stages import METHODS, load_config
+from core.config import ConfigError
+from training.efficiency import METHODS
+from training.efficiency.config import EfficiencyConfig
 
 CONFIGS = sorted(Path("training/configs/efficiency").glob("*.yaml"))
 
 
 def test_every_config_loads_and_names_its_command():
-    assert {load_config(str(p), []).method for p in CONFIGS} == set(METHODS)
+    assert {EfficiencyConfig.from_yaml(p).method for p in CONFIGS} == set(METHODS)
     for p in CONFIGS:
         assert p.read_text().splitlines()[1].strip().startswith("#   python -m training.efficiency")
 
 
 def test_overrides_and_errors():
-    cfg = load_config(str(CONFIGS[0]), ["flops_budget=0.3", "gate_lr=3e-4"])
+    cfg = EfficiencyConfig.from_yaml(CONFIGS[0], flops_budget=0.3, gate_lr="3e-4")
     assert cfg.flops_budget == 0.3 and cfg.gate_lr == 3e-4
-    with pytest.raises(SystemExit, match="unknown config keys: budget"):
-        load_config(None, ["budget=1"])
-    with pytest.raises(SystemExit, match="unknown method 'fastv'"):
-        load_config(None, ["method=fastv"])
+    with pytest.raises(ConfigError, match="budget: Extra inputs are not permitted"):
+        EfficiencyConfig.from_yaml(CONFIGS[0], budget=1)
+    with pytest.raises(ConfigError, match="method: Input should be 'fitprune'"):
+        EfficiencyConfig.from_yaml(CONFIGS[0], method="fastv")
 
 
 def test_help_lists_the_methods():
@@ -41,4 +43,4 @@ def test_overrides_after_options_reach_the_config(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "not a release folder" in r.stderr  # got past argument parsing and config loading
     r = subprocess.run([sys.executable, "-m", "training.efficiency", "gprune", "--data", str(tmp_path), "keep=0.25"], capture_output=True, text=True)
-    assert "unknown config keys: keep" in r.stderr
+    assert r.returncode == 2 and "unrecognized arguments: --keep=0.25" in r.stderr

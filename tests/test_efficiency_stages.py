@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from training.efficiency.stages import METHODS, EfficiencyConfig, run
+from training.efficiency import METHODS
+from training.efficiency.stages import EfficiencyConfig, run
 
 
 @pytest.fixture(scope="module")

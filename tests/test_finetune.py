@@ -6,7 +6,8 @@ import shutil
 import pytest
 import torch
 
-from training.finetune import FinetuneConfig, Recipe, load_config, main
+from core.config import ConfigError
+from training.finetune import FinetuneConfig, Recipe, main
 from training.masked_head import full_lm_loss, masked_lm_loss
 
 
@@ -25,10 +26,11 @@ def test_masked_head_equals_the_full_head():
 
 def test_config_file_and_overrides(tmp_path):
     (tmp_path / "c.yaml").write_text("max_steps: 7\nlr: 0.01\n")
-    cfg = load_config(str(tmp_path / "c.yaml"), ["lr=3e-4", "target_modules=[q_proj, v_proj]"])
+    cfg = FinetuneConfig.from_yaml(tmp_path / "c.yaml", lr="3e-4", target_modules=["q_proj", "v_proj"])  # YAML 1.1 reads 3e-4 as a string
     assert cfg.max_steps == 7 and cfg.lr == 3e-4 and cfg.target_modules == ["q_proj", "v_proj"]
-    with pytest.raises(SystemExit, match="unknown config keys: learning_rate"):
-        load_config(None, ["learning_rate=1"])
+    (tmp_path / "bad.yaml").write_text("learning_rate: 1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: learning_rate: Extra inputs are not permitted"):
+        FinetuneConfig.from_yaml(tmp_path / "bad.yaml")
 
 
 def test_default_run_halves_the_loss_and_writes_the_evaluation(demo_release, tmp_path):

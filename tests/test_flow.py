@@ -19,7 +19,7 @@ def digest(root: Path) -> dict:
 def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     kw = dict(source="synthetic", images=40, seed=3, shard_size=15)
     plain = run_plain(BuildConfig(out=str(tmp_path / "plain" / "rel"), work_dir=str(tmp_path / "w1"), **kw))
-    state = build_gcot(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), return_state=True, **kw)
+    state = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw), return_state=True)
     s = state.result()
     assert s["examples"] == plain["examples"] > 0 and s["candidates"] == s["examples"] + s["rejected"]
     assert digest(tmp_path / "plain" / "rel") == digest(tmp_path / "flow" / "rel")
@@ -32,7 +32,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     # Second run: every shard comes from the cache.
     from prefect.client.orchestration import get_client
 
-    build_gcot(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw)
+    build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
     with get_client(sync_client=True) as c:
         runs = c.read_task_runs()
     names = [r.state.name for r in runs if r.name.startswith("build_shard")]
@@ -40,6 +40,6 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
 
     # Results lost (worker's disk wiped): the cache key no longer holds and the shards are rebuilt.
     shutil.rmtree(tmp_path / "w2" / "shard_results")
-    again = build_gcot(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw)
+    again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
     assert again["examples"] == s["examples"]
     assert digest(tmp_path / "plain" / "rel") == digest(tmp_path / "flow" / "rel")

@@ -187,13 +187,13 @@ def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path)
     from gcot.flows.build_longv import build_longv_eval
 
     folder, truth = videos
-    s = build_longv_eval(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"))
+    s = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))
     assert s["videos"] == 1 and s["rejected"] == 3 and s["candidates"] == s["videos"] + s["rejected"]
     (item,) = read_items(s["release"])
     assert set(truth["cuts"]) <= {c.start for c in item.clips}
     # a rerun reads every finished video from its result file
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "longv_results").glob("*.json")}
-    s2 = build_longv_eval(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"))
+    s2 = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))
     assert s2 == s and {p: p.stat().st_mtime_ns for p in before} == before
 
 
@@ -261,8 +261,8 @@ def test_flow_on_a_local_dask_cluster_writes_the_same_bytes(videos, prefect_harn
     from gcot.flows.build_longv import build_longv_eval
 
     folder, _ = videos
-    threads = build_longv_eval(videos=str(folder), out=str(tmp_path / "t" / "rel"), work_dir=str(tmp_path / "work_t"))
-    dask = build_longv_eval(videos=str(folder), out=str(tmp_path / "d" / "rel"), work_dir=str(tmp_path / "work_d"), runner="dask", workers=2)
+    threads = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "t" / "rel"), work_dir=str(tmp_path / "work_t")))
+    dask = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "d" / "rel"), work_dir=str(tmp_path / "work_d"), runner="dask", workers=2))
     a, b = Path(threads["release"]), Path(dask["release"])
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())

@@ -2,32 +2,58 @@
 
 The digests were recorded at commit 9c117ea (before the move) by building the same inputs with the
 same parameters: the demo (300 synthetic scenes, seed 7) and a Visual Genome layout folder (60
-synthetic scenes, seed 3, built with seed 5 in shards of 25).
+synthetic scenes, seed 3, built with seed 5 in shards of 25). What the floor plan changed on purpose:
+a release now keeps its resolved `config.yaml`, and its card's "how it was built" block gives the exact
+`gcot build` command and that config; the rest of the card is compared line for line with the card
+of 9c117ea (kept beside the digests).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
+
+import yaml
 
 from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import FIXTURES
 
 RECORDED = json.loads((FIXTURES / "release_digests_9c117ea.json").read_text())
+CARDS = FIXTURES / "cards_9c117ea"
 
 
 def digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_demo_release_bytes_as_recorded(demo_release):
+def card_without_how_it_was_built(text: str) -> str:
+    text = re.sub(r"\nThe resolved configuration is `config.yaml`.*?```yaml\n.*?```\n", "", text, flags=re.S)
+    text = re.sub(r"\*\*vg:[^*]+\*\*", "**vg:SOURCE**", text)  # the card names the source folder, wherever it is
+    return re.sub(r"^(gcot build|python -m pipeline build-gcot) .*$", "COMMAND", text, flags=re.M)
+
+
+def check(out: Path, name: str, cfg: BuildConfig) -> None:
+    now, then = digests(out), RECORDED[name]
+    assert set(now) == set(then) | {"config.yaml"}
+    assert {k: v for k, v in now.items() if k not in ("README.md", "config.yaml")} == {k: v for k, v in then.items() if k != "README.md"}
+    card = (out / "README.md").read_text()
+    assert hashlib.sha256((CARDS / f"{name}.md").read_bytes()).hexdigest() == then["README.md"]  # the kept card is the recorded one
+    assert card_without_how_it_was_built(card) == card_without_how_it_was_built((CARDS / f"{name}.md").read_text())
+    assert cfg.model_copy(update={"out": out.name, "work_dir": None}).command_line("gcot build") in card
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    assert BuildConfig(**stored) == cfg.model_copy(update={"out": out.name, "work_dir": None})
+
+
+def test_demo_release_bytes_as_recorded(demo_release, work_dir):
     out, _ = demo_release
-    assert digests(out) == RECORDED["synthetic-300-seed7"]
+    check(out, "synthetic-300-seed7", BuildConfig(source="synthetic", images=300, seed=7, out=str(out), work_dir=str(work_dir)))
 
 
 def test_visual_genome_layout_release_bytes_as_recorded(tmp_path):
     vg = write_synthetic_vg(tmp_path / "vgsrc", 60, 3)
-    run_plain(BuildConfig(source=f"vg:{vg}", images=0, seed=5, out=str(tmp_path / "vg"), work_dir=str(tmp_path / "w"), shard_size=25))
-    assert digests(tmp_path / "vg") == RECORDED["vg-60-seed5-shard25"]
+    cfg = BuildConfig(source=f"vg:{vg}", images=0, seed=5, out=str(tmp_path / "vg"), work_dir=str(tmp_path / "w"), shard_size=25)
+    run_plain(cfg)
+    check(tmp_path / "vg", "vg-60-seed5-shard25", cfg)

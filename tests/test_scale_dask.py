@@ -13,6 +13,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from gcot.flows.build_gcot import build_gcot
 from gcot.flows.runners import LOCAL_CLUSTER, RunnerError, make_task_runner
+from pipeline.steps import BuildConfig
 
 # 90 images in shards of 15: 6 shard tasks, 3 for each of the 2 workers.
 KW = dict(source="synthetic", images=90, seed=5, shard_size=15)
@@ -29,13 +30,13 @@ def digest(root: Path) -> dict:
 def reference(prefect_harness, tmp_path_factory) -> tuple[Path, dict]:
     """The default runner (threads); the release folder is named `rel` everywhere (the card names it)."""
     root = tmp_path_factory.mktemp("threads")
-    s = build_gcot(out=str(root / "rel"), work_dir=str(root / "work"), **KW)
+    s = build_gcot(BuildConfig(out=str(root / "rel"), work_dir=str(root / "work"), **KW))
     return root / "rel", s
 
 
 def test_local_dask_cluster_of_two_processes_writes_the_same_bytes(reference, tmp_path):
     ref, ref_summary = reference
-    s = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", workers=2, **KW)
+    s = build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", workers=2, **KW))
     assert s["examples"] == ref_summary["examples"] > 0
     assert digest(tmp_path / "rel") == digest(ref)
     assert len(list((tmp_path / "work" / "shard_results").glob("*.done.json"))) == N_SHARDS
@@ -79,7 +80,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
     with LocalCluster(n_workers=2, **LOCAL_CLUSTER) as cluster, Client(cluster) as client:
         client.run_on_scheduler(_no_retries)
         client.register_plugin(KillMidShard())
-        state = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, return_state=True, **KW)
+        state = build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, **KW), return_state=True)
         assert flag.exists(), "the worker plugin never fired"
         assert state.is_failed(), state
         assert "KilledWorker" in repr(state.result(raise_on_failure=False))
@@ -95,7 +96,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
                 and not p.with_name(p.name.replace(".examples.jsonl", ".rejections.jsonl")).exists()]
         assert len(half) == 1, sorted(p.name for p in results.iterdir())
 
-        s = build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, **KW)
+        s = build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", dask_address=cluster.scheduler_address, **KW))
 
     # Finished shards were not redone (their markers untouched); the lost ones were.
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.done.json") if p.name in finished} == finished
@@ -120,7 +121,7 @@ def _busy(dask_scheduler) -> bool:
 def test_process_pool_writes_the_same_bytes(reference, tmp_path):
     """--runner processes (Prefect's ProcessPoolTaskRunner); about 20 s here, slow-marked to keep the default run within budget."""
     ref, _ = reference
-    build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="processes", workers=2, **KW)
+    build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="processes", workers=2, **KW))
     assert digest(tmp_path / "rel") == digest(ref)
 
 
@@ -129,7 +130,7 @@ def test_process_pool_writes_the_same_bytes(reference, tmp_path):
 def test_ray_writes_the_same_bytes(reference, tmp_path):
     """Only with the optional extra; about 70 s here, most of it Ray's start."""
     ref, _ = reference
-    build_gcot(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="ray", workers=2, **KW)
+    build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="ray", workers=2, **KW))
     assert digest(tmp_path / "rel") == digest(ref)
 
 

@@ -2,6 +2,7 @@
 a Prefect server on it, a process work pool whose worker runs `prefect deployment run build-gcot/local`,
 and Label Studio on it."""
 
+import json
 import os
 import shutil
 import signal
@@ -81,8 +82,7 @@ def test_deployment_runs_through_a_process_worker_on_a_prefect_server_on_postgre
         out = tmp_path / "release"
         # runner=dask: the runner choice is a flow parameter, so it reaches the flow run the worker starts
         r = subprocess.run(
-            [PREFECT, "deployment", "run", "build-gcot/local", "-p", "images=12", "-p", f"out={out}", "-p", f"work_dir={tmp_path / 'work'}",
-             "-p", "runner=dask", "--watch", "--watch-timeout", "300"],
+            [PREFECT, "deployment", "run", "build-gcot/local", "-p", "config=" + json.dumps({"images": 12, "out": str(out), "work_dir": str(tmp_path / "work"), "runner": "dask"}), "--watch", "--watch-timeout", "300"],
             env=env, capture_output=True, text=True, timeout=400,
         )
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:] + (tmp_path / "worker.log").read_text()[-3000:]

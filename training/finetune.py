@@ -26,68 +26,69 @@ alone writes the run folder (config, checkpoints, loss log, adapter, evaluation)
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import env  # noqa: E402
+from core.cli import CommandFailed, ConfigCommand, single  # noqa: E402
+from core.config import Config  # noqa: E402
 
 env.apply()
 
-import yaml  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 
-@dataclass
-class FinetuneConfig:
-    data: str = "releases/demo"  # a release folder (build-gcot output)
-    model: str = "tiny"  # "tiny" or a local Hugging Face image-text-to-text checkpoint
-    out: str = "runs/finetune"
-    max_steps: int = 150
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 2e-3  # LoRA on a small model takes a large rate; ~2e-4 for 7B models
-    warmup_steps: int = 10
-    lora_r: int = 16
-    lora_alpha: int = 32  # usually 2 * r
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    modules_to_save: list[str] = field(default_factory=lambda: ["lm_head", "multi_modal_projector"])  # tiny: random head and projector learn too
-    masked_head: bool = True
-    qlora: bool = True  # 4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere
-    max_length: int = 384
-    save_every: int = 50
-    eval_limit: int = 48  # test-split samples evaluated at the end (0 = skip)
-    seed: int = 0
-    device: str = "auto"
+class FinetuneConfig(Config):
+    """Fine-tune an image-text model on a release's conversations with PEFT LoRA."""
+
+    data: str = Field("releases/demo", description="a release folder (gcot build output)")
+    model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint")
+    out: str = Field("runs/finetune", description="the run folder: config.yaml, checkpoints, loss log and plot, adapter, evaluation")
+    max_steps: int = Field(150, ge=1, description="optimizer steps")
+    batch_size: int = Field(8, ge=1, description="the global batch (split over data-parallel processes)")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    lr: float = Field(2e-3, gt=0, description="learning rate: LoRA on a small model takes a large rate; ~2e-4 for 7B models")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (usually 2 * r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], description="module names LoRA adapts")
+    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "multi_modal_projector"], description="modules trained in full and saved with the adapter (tiny: the random head and projector learn too)")
+    masked_head: bool = Field(True, description="logits only for the answer tokens (training/masked_head.py)")
+    qlora: bool = Field(True, description="4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere")
+    max_length: int = Field(384, ge=16, description="tokens a conversation is cut to")
+    save_every: int = Field(50, ge=1, description="steps between checkpoints (--resume continues from the latest)")
+    eval_limit: int = Field(48, ge=0, description="test-split samples evaluated at the end (0: skip)")
+    seed: int = Field(0, description="seed of sampling, initialisation and dropout")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
 
 
-def load_config(path: str | None, overrides: list[str]) -> FinetuneConfig:
-    """YAML file, then ``key=value`` overrides (values parsed as YAML: 3e-4, true, [a, b])."""
-    values = yaml.safe_load(Path(path).read_text()) if path else {}
-    names = {f.name for f in fields(FinetuneConfig)}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SystemExit(f"override {item!r} is not key=value")
-        values[key.replace("-", "_")] = yaml.safe_load(raw)
-    unknown = set(values) - names
-    if unknown:
-        raise SystemExit(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
-    casts = {"float": float, "int": int}  # YAML 1.1 reads 3e-4 as a string
-    for f in fields(FinetuneConfig):
-        if f.name in values and f.type in casts and values[f.name] is not None:
-            try:
-                values[f.name] = casts[f.type](values[f.name])
-            except (TypeError, ValueError):
-                raise SystemExit(f"config {f.name}={values[f.name]!r} is not a {f.type}") from None
-    return FinetuneConfig(**values)
+class FinetuneCommand(FinetuneConfig, ConfigCommand):
+    """Fine-tune an image-text model on a GCoT release's conversations with PEFT LoRA; the run folder keeps
+    the resolved config.yaml, checkpoints, the loss log and plot, the adapter and the test split's GCoT
+    evaluation (eval/report.md).
+
+    Examples:
+      gcot finetune --config training/configs/tiny_cpu.yaml
+      gcot finetune --config training/configs/tiny_cpu.yaml --max-steps 300 --lr 1e-3
+      gcot finetune --out runs/tiny --resume
+      torchrun --nproc_per_node 2 training/finetune.py --config training/configs/tiny_cpu.yaml
+    """
+
+    CONFIG = FinetuneConfig
+    resume: bool = Field(False, description="continue from the run folder's latest checkpoint (with its stored config.yaml)")
+
+    def run(self) -> int:
+        if self.resume and self.config is None and "out" in self.model_fields_set and (Path(self.out) / "config.yaml").exists():
+            self.config = Path(self.out) / "config.yaml"
+        return train(self.resolve(), resume=self.resume)
 
 
 class GCoTConversations:
@@ -219,7 +220,7 @@ class Recipe:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.main:
-            (self.out / "config.yaml").write_text(f"# resolved config; rerun: python training/finetune.py --config {self.out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
+            (self.out / "config.yaml").write_text(cfg.to_yaml(f"resolved config; rerun: gcot finetune --config {self.out / 'config.yaml'}"))
         release = Path(cfg.data)
         base = Path(cfg.model)
         if cfg.model == "tiny":
@@ -407,24 +408,13 @@ class Recipe:
         return reports
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=None, help="YAML config (training/configs/*.yaml)")
-    ap.add_argument("--data", default=None, help="release folder [config: data]")
-    ap.add_argument("--model", default=None, help="'tiny' or a local checkpoint folder [config: model]")
-    ap.add_argument("--out", default=None, help="run folder [config: out]")
-    ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint (with its resolved config)")
-    ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. max_steps=300 lr=1e-3")
-    a = ap.parse_args(argv)
-    if a.resume and a.out and (Path(a.out) / "config.yaml").exists() and not a.config:
-        a.config = str(Path(a.out) / "config.yaml")
-    cfg = load_config(a.config, a.overrides + [f"{k}={v}" for k, v in (("data", a.data), ("model", a.model), ("out", a.out)) if v])
+def train(cfg: FinetuneConfig, resume: bool = False) -> int:
     if not (Path(cfg.data) / "llava" / "train.json").exists():
-        raise SystemExit(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
+        raise CommandFailed(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
     recipe = Recipe(cfg, Distributed.from_env())
     try:
         recipe.setup()
-        if a.resume:
+        if resume:
             recipe.resume()
         recipe.train()
         if not recipe.dist.main:
@@ -437,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         recipe.dist.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return single(FinetuneCommand, "python training/finetune.py", argv)
 
 
 if __name__ == "__main__":

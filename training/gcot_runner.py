@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from tqdm import tqdm
 
 from core.boxes import format_box
+from core.cli import CommandFailed, ConfigCommand
+from core.config import Config
 from core.schema import Step
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 from pipeline.release.mmgcot import render_cot
@@ -34,18 +38,39 @@ PROTOCOLS = ("answer-first", "grounding-first", "gcot")
 FINAL_ANSWER = "Final Answer: "
 
 
-@dataclass
-class RunConfig:
-    release: str
-    model: str
-    out: str
-    protocol: str = "answer-first"
-    split: str = "test"
-    batch_size: int = 8
-    limit: int | None = None
-    max_new_tokens: int = 64
-    max_new_tokens_chain: int = 256
-    device: str = "auto"
+class RunConfig(Config):
+    """A model over a release split, in one MM-GCoT protocol, to a results file."""
+
+    release: str = Field(description="release folder (gcot build, or gcot convert --to arrow with --images)")
+    model: str = Field(description="model folder (AutoModelForImageTextToText + AutoProcessor; nothing is downloaded)")
+    out: str = Field(description="results file to write (JSON lines)")
+    protocol: Literal[PROTOCOLS] = Field("answer-first", description="answer-first (answer, then box), grounding-first (box, then answer) or gcot (the chain, then the box)")
+    split: str = Field("test", description="release split")
+    batch_size: int = Field(8, ge=1, description="samples a generate call")
+    limit: int | None = Field(None, ge=1, description="only the first N samples")
+    max_new_tokens: int = Field(64, ge=1, description="new tokens for answers and boxes")
+    max_new_tokens_chain: int = Field(256, ge=1, description="new tokens for a gcot chain")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
+
+
+class RunCommand(RunConfig, ConfigCommand):
+    """Generate answers and boxes with a Hugging Face image-text-to-text model on a release split, in one of
+    the MM-GCoT protocols, and write a results file for `gcot eval`.
+
+    Example:
+      gcot tiny-model --release releases/demo --out models/tiny
+      gcot run-model --release releases/demo --model models/tiny --protocol gcot --out results/tiny-gcot.jsonl
+    """
+
+    CONFIG = RunConfig
+
+    def run(self) -> int:
+        try:
+            out = run(self.resolve())
+        except (ValueError, FileNotFoundError, OSError) as e:
+            raise CommandFailed(str(e)) from None
+        print(f"results written to {out}\nevaluate: gcot eval --results {out} [--mode strict]", file=sys.stderr)
+        return 0
 
 
 def _user(text: str, with_image: bool) -> dict:

@@ -9,9 +9,14 @@ covers every string the data can hold. The result is saved as an ordinary Huggin
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
+
+from core.cli import Command, single
 
 IMAGE_TOKEN = "<image>"
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
@@ -116,16 +121,21 @@ def release_texts(release_dir: str | Path) -> list[str]:
     return texts
 
 
-def main() -> None:
-    import argparse
+class TinyModelCommand(Command):
+    """Build the tiny offline LLaVA-style model from configs, its tokenizer trained on a release's text.
 
-    ap = argparse.ArgumentParser(description="Build the tiny offline LLaVA-style model (tokenizer trained on a release's text).")
-    ap.add_argument("--release", required=True, help="release folder whose llava/*.json text trains the tokenizer")
-    ap.add_argument("--out", required=True, help="model folder to write")
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    print(build(a.out, release_texts(a.release), TinyLlavaConfig(seed=a.seed)))
+    Example:
+      gcot tiny-model --release releases/demo --out models/tiny
+    """
+
+    release: str = Field(description="the release folder whose conversations train the tokenizer")
+    out: str = Field(description="the model folder to write")
+    seed: int = Field(0, description="initialisation seed")
+
+    def run(self) -> int:
+        print(build(self.out, release_texts(self.release), TinyLlavaConfig(seed=self.seed)))
+        return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(single(TinyModelCommand, "python training/tiny_llava.py"))

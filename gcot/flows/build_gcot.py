@@ -46,32 +46,18 @@ def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: l
 
 
 @flow(name="build-gcot", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
-def build_gcot(
-    source: str = "synthetic",
-    images: int = 300,
-    seed: int = 0,
-    out: str = "releases/demo",
-    shard_size: int = 250,
-    strict: bool = False,
-    work_dir: str | None = None,
-    rewriter: str = "none",
-    detector: str | None = None,
-    name_map: dict[str, str] | None = None,
-    detector_conf: float = 0.25,
-    runner: str = "threads",
-    dask_address: str | None = None,
-    workers: int = 2,
-) -> dict:
+def build_gcot(config: steps.BuildConfig | None = None) -> dict:
     """Build a GCoT release from scene graphs (synthetic, vg:PATH, coco:PATH or images:PATH).
 
-    ``runner`` (threads, processes, dask, ray), ``dask_address`` (a scheduler or Ray address; none:
-    a local cluster) and ``workers`` choose where the shard tasks run; the bytes do not depend on it.
+    Args:
+        config: what to build and where (every field is described in the form); without `out` the
+            release goes to a new folder named after this flow run, never over an existing one.
     """
-    cfg = steps.BuildConfig(
-        source=source, images=images, seed=seed, out=out, shard_size=shard_size, strict=strict, work_dir=work_dir,
-        rewriter=rewriter, detector=detector, name_map=dict(name_map or {}), detector_conf=detector_conf,
-    )
-    with shard_runner(runner, dask_address, workers) as tr:  # first: a bad runner or address fails before any work
+    from prefect.runtime import flow_run
+
+    cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
+    seed, rewriter = cfg.seed, cfg.rewriter
+    with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         ing = ingest_source(cfg)
         code, out_dir = steps.gcot_code_digest(), str(cfg.results_dir())
         weights = cfg.detector_weights()
@@ -83,7 +69,7 @@ def build_gcot(
         detections = [None] * len(ing.shards)
         if weights:
             detections = [f.result() for f in [
-                tr.submit(detect_shard, dict(shard=shard, digest=d, source_root=ing.source_root, weights=weights, name_map=cfg.name_map, conf=detector_conf, out_dir=out_dir))
+                tr.submit(detect_shard, dict(shard=shard, digest=d, source_root=ing.source_root, weights=weights, name_map=cfg.name_map, conf=cfg.detector_conf, out_dir=out_dir))
                 for shard, d in zip(ing.shards, ing.digests)
             ]]
         futures = [

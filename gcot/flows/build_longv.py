@@ -49,33 +49,17 @@ def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps
 
 
 @flow(name="build-longv-eval", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)  # for discover and release
-def build_longv_eval(
-    videos: str = "synthetic",
-    count: int = 3,
-    seconds: float = 60.0,
-    seed: int = 0,
-    out: str = "releases/longv-demo",
-    stride: int = 8,
-    detector: str = "default",
-    name_map: dict[str, str] | None = None,
-    detector_conf: float = 0.25,
-    rewriter: str = "none",
-    strict: bool = False,
-    work_dir: str | None = None,
-    runner: str = "threads",
-    dask_address: str | None = None,
-    workers: int = 2,
-) -> dict:
+def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     """Build a LongV-EVAL release from a folder of videos (or the synthetic default).
 
-    ``runner`` (threads, processes, dask, ray), ``dask_address`` and ``workers`` choose where the
-    video tasks run (`gcot.flows.runners`); the bytes do not depend on it.
+    Args:
+        config: what to build and where (every field is described in the form); without `out` the
+            release goes to a new folder named after this flow run, never over an existing one.
     """
-    cfg = steps.LongVConfig(
-        videos=videos, count=count, seconds=seconds, seed=seed, out=out, stride=stride, detector=detector,
-        name_map=dict(name_map or {}), detector_conf=detector_conf, rewriter=rewriter, strict=strict, work_dir=work_dir,
-    )
-    with shard_runner(runner, dask_address, workers) as tr:  # first: a bad runner or address fails before any work
+    from prefect.runtime import flow_run
+
+    cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         found = discover_videos(cfg)
         out_dir = cfg.results_dir()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,15 +21,17 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 from urllib.parse import urlparse
+
+from core.config import Runner
 
 if TYPE_CHECKING:  # the CLI imports this module for its flags; Prefect loads only when a runner is made
     from prefect.task_runners import TaskRunner
 
 log = logging.getLogger(__name__)
 
-KINDS = ("threads", "processes", "dask", "ray")
+KINDS = get_args(Runner)
 
 # A local Dask cluster: one thread per worker process (shards are CPU-bound Python; threads would
 # share one GIL). The scheduler's HTTP server always starts: on a free port, without the dashboard,

@@ -55,8 +55,8 @@ def serve_local(host: str, port: int, name: str, start_server_too: bool = True, 
         print(f"starting Prefect server at {api} (log: {home / 'server.log'}) ...", flush=True)
         proc = globals()["start_server"](host, port, log_file=home / "server.log")
     print(f"Prefect UI: http://{host}:{port}\nIn another shell:\n"
-          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-gcot/{name} -p images=50 -p out=releases/from-deployment --watch\n"
-          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-longv-eval/{name} -p count=1 -p out=releases/longv-from-deployment --watch\n", flush=True)
+          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-gcot/{name} -p config='{{\"images\": 50}}' --watch   (out: releases/<flow run name>)\n"
+          f"  PREFECT_API_URL={api} .venv/bin/prefect deployment run build-longv-eval/{name} -p config='{{\"count\": 1}}' --watch\n", flush=True)
     from prefect import serve
     from prefect.deployments.runner import EntrypointType
 

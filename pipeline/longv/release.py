@@ -154,12 +154,14 @@ def write_release(cfg, found, results) -> dict:
         "name": f"LongV-EVAL release ({len(items)} videos)",
         "source": cfg.videos,
         "seed": cfg.seed,
-        "command": f"python -m pipeline build-longv-eval --videos {cfg.videos} --seed {cfg.seed} --out {out.name}",
+        "command": cfg.model_copy(update={"out": out.name, "work_dir": None}).command_line("gcot build-longv"),
+        "config": cfg.stored(),
     }
     stats: dict = {}
 
     def _fill(tmp: Path) -> None:
         stats.update(fill(tmp, items, sources, keyframes, rejections, meta))
+        (tmp / "config.yaml").write_text(meta["config"])
 
     write_atomically(out, _fill)
     return {"release": str(out), "candidates": len(found.videos) + len(found.rejections), **stats}

@@ -13,13 +13,16 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import cv2
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from core.config import Config, Runner
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import code_digest
 from pipeline.chains.rewriter import get_rewriter
@@ -40,20 +43,39 @@ def longv_code_digest() -> str:
 KEYFRAME_WIDTH = 320  # keyframe JPEGs in the release (for review and the card)
 
 
-@dataclass
-class LongVConfig:
-    videos: str = "synthetic"  # a folder of videos, or "synthetic" (the embedded default)
-    count: int = 3  # synthetic: videos to render
-    seconds: float = 60.0  # synthetic: length of each
-    seed: int = 0
-    out: str = "releases/longv-demo"
-    work_dir: str | None = None  # rendered videos and per-video results; default <out parent>/.gcot-work
-    stride: int = 8  # detect on every stride-th frame (3 a second at 24 fps)
-    detector: str = "default"  # "default" (the shipped weights) or a path to Ultralytics weights
-    name_map: dict[str, str] = field(default_factory=dict)
-    detector_conf: float = 0.25
-    rewriter: str = "none"
-    strict: bool = False  # stop at the first bad video instead of recording it
+class LongVConfig(Config):
+    """build-longv-eval: videos in, keyframes, tracks and three edit prompts a video out, released.
+
+    `gcot build-longv`'s flags, the build-longv-eval flow's one parameter, and the config.yaml a release keeps.
+    """
+
+    videos: str = Field("synthetic", description="a folder of videos, or synthetic (the embedded default: rendered one-minute videos)")
+    count: int = Field(3, ge=1, description="synthetic: videos to render")
+    seconds: float = Field(60.0, gt=0, description="synthetic: length of each video in seconds")
+    seed: int = Field(0, description="seed of the synthetic videos and the prompts; same inputs and seed, same bytes")
+    out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/longv-<time>")
+    work_dir: str | None = Field(None, description="rendered videos and per-video results; none: <out's parent>/.gcot-work")
+    stride: int = Field(8, ge=1, description="detect and track on every stride-th frame (keyframe selection sees every frame); 8 is 3 a second at 24 fps")
+    detector: str = Field("default", description="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights")
+    name_map: dict[str, str] = Field(default_factory=dict, description='detector class -> noun, e.g. {"person": "man"}')
+    detector_conf: float = Field(0.25, ge=0, le=1, description="detection confidence threshold")
+    rewriter: Literal["none"] = Field("none", description="prompt rewriter (the build-gcot rewriter interface); none keeps the templates")
+    strict: bool = Field(False, description="stop at the first bad video instead of recording it and going on")
+    runner: Runner = Field("threads", description="where video tasks run: threads, processes, a Dask cluster or Ray; the bytes do not depend on it")
+    dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster; none: a local cluster of `workers` processes")
+    workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")
+
+    def with_out(self, run_name: str | None = None) -> LongVConfig:
+        """This config with ``out`` filled in: a new folder named after the run (flow run name, else the time)."""
+        if self.out:
+            return self
+        import time
+
+        return self.model_copy(update={"out": f"releases/{run_name or time.strftime('longv-%Y%m%d-%H%M%S')}"})
+
+    def stored(self) -> str:
+        """The config.yaml a release keeps (the folder by its name, no work folder)."""
+        return self.to_yaml(f"gcot build-longv --config {Path(self.out).name}/config.yaml", out=Path(self.out).name, work_dir=None)
 
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
@@ -232,13 +254,10 @@ def run_plain(cfg: LongVConfig) -> dict:
     """The whole build without Prefect (tests, benchmarks, `--no-prefect`)."""
     from pipeline.longv.release import write_release
 
+    cfg = cfg.with_out()
     found = discover(cfg)
     out_dir = str(cfg.results_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     detector = cache(cfg.make_detector)  # one detector for all videos, made only if one needs analysing
     results = [process_video(p, v, cfg, out_dir, longv_code_digest(), detector) for p, v in zip(found.videos, found.ids)]
     return write_release(cfg, found, results)
-
-
-def config_dict(cfg: LongVConfig) -> dict:
-    return asdict(cfg)

@@ -49,9 +49,15 @@ def write_release(examples: list[Example], rejections: list[Rejection], candidat
         "name": f"GCoT release ({ingest.source_name}, {len(examples)} examples)",
         "source": cfg.source,
         "seed": cfg.seed,
-        "command": f"python -m pipeline build-gcot --source {cfg.source} --images {cfg.images} --seed {cfg.seed} --out {out.name}",
+        "command": cfg.model_copy(update={"out": out.name, "work_dir": None}).command_line("gcot build"),
+        "config": cfg.stored(),
     }
-    return write_atomically(out, lambda tmp: fill_release(tmp, out, examples, rejections, candidates, meta, load_image, image_size))
+
+    def fill(tmp: Path) -> None:
+        fill_release(tmp, out, examples, rejections, candidates, meta, load_image, image_size)
+        (tmp / "config.yaml").write_text(meta["config"])
+
+    return write_atomically(out, fill)
 
 
 def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: dict, load_image, image_size) -> None:

@@ -22,9 +22,6 @@ checkpoint; the LoRA is merged. Writes OUT/config.yaml, OUT/result.json and the 
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 from pathlib import Path
 
@@ -34,30 +31,12 @@ from core import env  # noqa: E402
 
 env.apply()
 
-from training.efficiency import METHODS  # noqa: E402  (light: --help imports no torch)
+from core.cli import single  # noqa: E402
+from training.efficiency.cli import EfficiencyCommand  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.efficiency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=METHODS)
-    ap.add_argument("--config", default=None, help="YAML config (training/configs/efficiency/*.yaml)")
-    ap.add_argument("--model", default=None, help="fine-tuning run folder or checkpoint [config: model]")
-    ap.add_argument("--data", default=None, help="release folder [config: data]")
-    ap.add_argument("--out", default=None, help="output folder [config: out; default runs/efficiency/METHOD]")
-    ap.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. flops_budget=0.3")
-    a = ap.parse_intermixed_args(argv)  # overrides may follow options
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from training.efficiency.stages import load_config, run
-
-    flags = [f"{k}={v}" for k, v in (("model", a.model), ("data", a.data), ("out", a.out)) if v]
-    cfg = load_config(a.config, [f"method={a.method}"] + a.overrides + flags)
-    if not a.out and not any(o.startswith("out=") for o in a.overrides) and cfg.out == "runs/efficiency":
-        cfg.out = f"runs/efficiency/{a.method}"
-    if not Path(cfg.data, "llava", "train.json").exists():
-        raise SystemExit(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
-    row, _ = run(cfg)
-    print(json.dumps(row, indent=2))
-    return 0
+    return single(EfficiencyCommand, "python -m training.efficiency", argv)
 
 
 if __name__ == "__main__":

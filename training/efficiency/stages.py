@@ -7,82 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import yaml
 
-from training.efficiency import METHODS, dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
+from training.efficiency import dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
+from training.efficiency.config import EfficiencyConfig
 from training.efficiency.data import load_model, release_batches
 from training.efficiency.evaluate import Reference, answer_loss, compare, digit_tokens, reference
 from training.efficiency.runner import DecoderRunner
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EfficiencyConfig:
-    method: str = "fitprune"
-    model: str = "runs/tiny-cpu"  # a finetune.py run folder (merged/ or base/ + adapter/) or a checkpoint
-    data: str = "releases/demo"
-    out: str = "runs/efficiency"
-    fit_split: str = "validation"  # calibration (FitPrune, ARank) and training (DyVTE gates, γ-MoD, RoE) data
-    fit_samples: int = 64
-    eval_split: str = "test"
-    eval_samples: int = 64
-    batch_size: int = 16
-    latency_repeats: int = 3
-    seed: int = 0
-    # FitPrune
-    flops_budget: float = 0.5  # fraction of the unpruned visual-token FLOPs kept
-    recipe: str = ""  # a recipe.json to prune with, instead of calibrating
-    # G-Prune
-    keep_ratio: float = 0.5  # the paper's default
-    # DyVTE
-    gate_hidden: int = 2048  # the paper's gate width
-    gate_steps: int = 300
-    gate_lr: float = 1e-3
-    exit_threshold: float = 0.5
-    # γ-MoD
-    convert: int = 1  # layers (lowest ARank) turned into MoD layers
-    capacity: float = 0.5  # share of system + image tokens routed through in training
-    prefill_threshold: float = 0.005
-    mod_steps: int = 100
-    mod_lr: float = 1e-4  # decoder learning rate; 0 trains the router alone
-    router_lr: float = 1e-3
-    # RoE
-    adapter_dim: int = 1024
-    roe_steps: int = 100
-    roe_lr: float = 1e-3
-    llm_lr: float = 1e-4
-    # FlashSloth
-    window: int = 3  # pooling window side: 27 x 27 -> 9 x 9 in the paper
-    sloth_steps: int = 300
-    sloth_lr: float = 1e-3
-    projector_lr: float = 1e-4  # 0 trains the pooling alone
-
-
-def load_config(path: str | None, overrides: list[str]) -> EfficiencyConfig:
-    """YAML file, then ``key=value`` overrides (values parsed as YAML)."""
-    values = yaml.safe_load(Path(path).read_text()) if path else {}
-    names = {f.name: f for f in fields(EfficiencyConfig)}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SystemExit(f"override {item!r} is not key=value")
-        values[key.replace("-", "_")] = yaml.safe_load(raw)
-    unknown = set(values) - set(names)
-    if unknown:
-        raise SystemExit(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
-    casts = {"float": float, "int": int, "str": str}  # YAML 1.1 reads 3e-4 as a string
-    for k, v in values.items():
-        if names[k].type in casts and v is not None:
-            values[k] = casts[names[k].type](v)
-    cfg = EfficiencyConfig(**values)
-    if cfg.method not in METHODS:
-        raise SystemExit(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
-    return cfg
 
 
 class Session:
@@ -202,7 +137,7 @@ RUNNERS = {"fitprune": run_fitprune, "gprune": run_gprune, "dyvte": run_dyvte, "
 def run(cfg: EfficiencyConfig, ref: Reference | None = None) -> tuple[dict, Reference]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(f"# python -m training.efficiency {cfg.method} --config {out / 'config.yaml'}\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
+    (out / "config.yaml").write_text(cfg.to_yaml(f"gcot efficiency {cfg.method} --config {out / 'config.yaml'}"))
     s = Session(cfg, ref)
     row = {"method": cfg.method, **RUNNERS[cfg.method](s, out)}
     row["reference"] = {"gflops": s.ref.flops / 1e9, "latency_ms": s.ref.latency_ms}

@@ -1,0 +1,86 @@
+"""One config per command, defined once: a pydantic model with a description on every field.
+
+The same model is the CLI (generated from it by `core.cli`), the Prefect flow's one parameter (Prefect
+renders its fields, descriptions and ``Literal`` choices in the run form), and what run folders and data
+cards store as resolved YAML, which ``--config FILE`` takes back.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+C = TypeVar("C", bound="Config")
+
+# Where a build's shard tasks run (gcot/flows/runners.py turns the choice into a Prefect task runner).
+Runner = Literal["threads", "processes", "dask", "ray"]
+
+
+class ConfigError(ValueError):
+    """A config file or value that does not fit its command's model: the file, the field and why."""
+
+
+class Config(BaseModel):
+    """Base of every command's config: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
+
+    def to_yaml(self, header: str | None = None, **replace: Any) -> str:
+        """The resolved config as YAML (field order as declared), ``replace`` applied, after a ``# header``."""
+        data = {**self.model_dump(mode="json"), **replace}
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        return (f"# {header}\n" if header else "") + text
+
+    @classmethod
+    def from_yaml(cls: type[C], path: str | Path, **overrides: Any) -> C:
+        """The YAML file's fields, then ``overrides``; a bad file or field is a `ConfigError` naming it."""
+        values = read_yaml(path)
+        return validated(cls, {**values, **overrides}, source=str(path))
+
+    def command_line(self, prog: str, positional: tuple[str, ...] = ()) -> str:
+        """The shortest command that gives this config: ``prog`` then every field that differs from its
+        default as a flag (``positional`` fields by value, in order)."""
+        parts = prog.split() + [str(getattr(self, name)) for name in positional]
+        for name, field in type(self).model_fields.items():
+            if name in positional:
+                continue
+            value = getattr(self, name)
+            default = field.get_default(call_default_factory=True)
+            if value == default:
+                continue
+            flag = "--" + (field.alias or name).replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else flag.replace("--", "--no-", 1))
+            elif isinstance(value, dict | list | tuple):
+                import json
+
+                parts += [flag, json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"))]
+            else:
+                parts += [flag, str(value)]
+        return shlex.join(parts)
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{p}: a config file holds a mapping of field: value, not a {type(values).__name__}")
+    return values
+
+
+def validated(cls: type[C], values: dict, source: str = "config") -> C:
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        lines = [f"{source}: {'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
+        known = ", ".join(cls.model_fields)
+        raise ConfigError("\n".join(lines) + f"\n(fields of {cls.__name__}: {known})") from None
