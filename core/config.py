@@ -18,6 +18,7 @@ C = TypeVar("C", bound="Config")
 
 # Where a build's shard tasks run (gcot/flows/runners.py turns the choice into a Prefect task runner).
 Runner = Literal["threads", "processes", "dask", "ray"]
+PLACEMENT = ("runner", "dask_address", "workers")  # where a build's tasks run: never part of what it released
 
 
 class ConfigError(ValueError):
@@ -31,9 +32,7 @@ class Config(BaseModel):
 
     def to_yaml(self, header: str | None = None, **replace: Any) -> str:
         """The resolved config as YAML (field order as declared), ``replace`` applied, after a ``# header``."""
-        data = {**self.model_dump(mode="json"), **replace}
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-        return (f"# {header}\n" if header else "") + text
+        return yaml_text({**self.model_dump(mode="json"), **replace}, header)
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path, **overrides: Any) -> C:
@@ -62,6 +61,11 @@ class Config(BaseModel):
             else:
                 parts += [flag, str(value)]
         return shlex.join(parts)
+
+
+def yaml_text(data: dict, header: str | None = None) -> str:
+    """``data`` as YAML in its own key order, after a ``# header`` line."""
+    return (f"# {header}\n" if header else "") + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 from tqdm import tqdm
 
-from core.config import Config, Runner
+from core.config import PLACEMENT, Config, Runner, yaml_text
 from core.schema import SPLITS, Example, Rejection, SceneObject
 from core.shards import code_digest, load_scene_graphs, write_text_atomic
 from pipeline.chains.relations import build_relation_graph
@@ -83,10 +83,19 @@ class BuildConfig(Config):
 
         return self.model_copy(update={"out": f"releases/{run_name or time.strftime('gcot-%Y%m%d-%H%M%S')}"})
 
+    def released(self) -> dict:
+        """What a release keeps of its config: the folder by its name, and none of the fields that say where
+        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
+        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        return {**data, "out": Path(self.out).name}
+
     def stored(self) -> str:
-        """The config.yaml a release keeps: the folder by its name and no work folder (where a release was
-        built is not what it is), so that the bytes do not depend on it."""
-        return self.to_yaml(f"gcot build --config {Path(self.out).name}/config.yaml", out=Path(self.out).name, work_dir=None)
+        """The config.yaml a release keeps (`released`); ``--config`` takes it back."""
+        return yaml_text(self.released(), f"gcot build --config {Path(self.out).name}/config.yaml")
+
+    def release_command(self) -> str:
+        """The exact command of what was released (no placement flags)."""
+        return type(self)(**self.released()).command_line("gcot build")
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_every_stage_runs_on_the_release(run_folder, tmp_path):
         d, t = saved["answer_tokens_digits"], saved["answer_tokens_text"]
         assert d > 0 and t > 0 and d + t == saved["answer_tokens"]  # the release's CoT answers write boxes
         assert saved["agreement"] == pytest.approx((saved["agreement_digits"] * d + saved["agreement_text"] * t) / (d + t))
-        assert (tmp_path / method / "config.yaml").read_text().startswith(f"# python -m training.efficiency {method}")
+        assert (tmp_path / method / "config.yaml").read_text().startswith(f"# gcot efficiency {method}")
     recipe = json.loads((tmp_path / "fitprune" / "recipe.json").read_text())
     assert recipe["visual_tokens"] == 16 and recipe["visual_macs_recipe"] <= 0.6 * recipe["visual_macs_unpruned"]
     assert (tmp_path / "dyvte" / "gates.pt").is_file() and (tmp_path / "gamma-mod" / "gamma_mod.pt").is_file()

@@ -154,7 +154,7 @@ def write_release(cfg, found, results) -> dict:
         "name": f"LongV-EVAL release ({len(items)} videos)",
         "source": cfg.videos,
         "seed": cfg.seed,
-        "command": cfg.model_copy(update={"out": out.name, "work_dir": None}).command_line("gcot build-longv"),
+        "command": cfg.release_command(),
         "config": cfg.stored(),
     }
     stats: dict = {}

@@ -22,7 +22,7 @@ import cv2
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from core.config import Config, Runner
+from core.config import PLACEMENT, Config, Runner, yaml_text
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import code_digest
 from pipeline.chains.rewriter import get_rewriter
@@ -73,9 +73,19 @@ class LongVConfig(Config):
 
         return self.model_copy(update={"out": f"releases/{run_name or time.strftime('longv-%Y%m%d-%H%M%S')}"})
 
+    def released(self) -> dict:
+        """What a release keeps of its config: the folder by its name, and none of the fields that say where
+        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
+        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        return {**data, "out": Path(self.out).name}
+
     def stored(self) -> str:
-        """The config.yaml a release keeps (the folder by its name, no work folder)."""
-        return self.to_yaml(f"gcot build-longv --config {Path(self.out).name}/config.yaml", out=Path(self.out).name, work_dir=None)
+        """The config.yaml a release keeps (`released`); ``--config`` takes it back."""
+        return yaml_text(self.released(), f"gcot build-longv --config {Path(self.out).name}/config.yaml")
+
+    def release_command(self) -> str:
+        """The exact command of what was released (no placement flags)."""
+        return type(self)(**self.released()).command_line("gcot build-longv")
 
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"

@@ -49,7 +49,7 @@ def write_release(examples: list[Example], rejections: list[Rejection], candidat
         "name": f"GCoT release ({ingest.source_name}, {len(examples)} examples)",
         "source": cfg.source,
         "seed": cfg.seed,
-        "command": cfg.model_copy(update={"out": out.name, "work_dir": None}).command_line("gcot build"),
+        "command": cfg.release_command(),
         "config": cfg.stored(),
     }
 
