@@ -2,7 +2,6 @@
 push a release, annotate through the API as a person would, pull, and find exactly those changes."""
 
 import json
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,14 +14,9 @@ from core.boxes import find_boxes, format_box
 from pipeline.release.arrow import read_examples
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import REPO
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.skipif(not (LS_VENV / "bin" / "label-studio").exists(), reason="Label Studio not installed: make labelstudio")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
