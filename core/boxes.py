@@ -36,13 +36,14 @@ def find_boxes(text: str) -> list[tuple[Box, tuple[int, int]]]:
     return [(tuple(float(g) for g in m.groups()), m.span()) for m in _BOX_LITERAL.finditer(text)]  # type: ignore[misc]
 
 
-def replace_last_box(text: str, box: Box) -> str:
-    """Rewrite the last box literal of a step sentence (after a reviewer moved the box)."""
+def replace_last_box(text: str, new: Box | str) -> str:
+    """Rewrite the last box literal of a step sentence: a box (after a reviewer moved it) in the printed
+    form, a string (a placeholder such as the review UI's ``[box]``) as it is. A text without a box is returned as is."""
     found = find_boxes(text)
     if not found:
         return text
     start, end = found[-1][1]
-    return text[:start] + format_box(box) + text[end:]
+    return text[:start] + (new if isinstance(new, str) else format_box(new)) + text[end:]
 
 
 def from_abs_xywh(x: float, y: float, w: float, h: float, width: int, height: int) -> Box:
