@@ -81,7 +81,7 @@ def cmd_pull(a) -> int:
     except (LookupError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({**s.__dict__, "reconciles": s.reconciles}, indent=2))
+    print(json.dumps(s.report(), indent=2))
     return 0
 
 

@@ -146,8 +146,6 @@ def _write(release: Path, out: Path, examples: list[Example], new_rejections: li
 
     def fill(tmp: Path) -> None:
         fill_release(tmp, out.resolve(), examples, old_rej + new_rejections, old_stats["candidates"], meta, load_image, image_size)
-        report = {k: v for k, v in summary.__dict__.items()}
-        report["reconciles"] = summary.reconciles
-        (tmp / "review_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
     write_atomically(out, fill)

@@ -128,6 +128,6 @@ def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: lis
 
     def _fill(tmp: Path) -> None:
         fill(tmp, items, sources, keyframes, old + new_rejections, meta)
-        (tmp / "review_report.json").write_text(json.dumps({**summary.__dict__, "reconciles": summary.reconciles}, indent=2, sort_keys=True))
+        (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
     write_atomically(out, _fill)

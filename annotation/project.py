@@ -128,6 +128,10 @@ class PullSummary:
     def reconciles(self) -> bool:
         return self.pushed == self.accepted + self.fixed + self.rejected + self.open
 
+    def report(self) -> dict:
+        """The pull's report (review_report.json, the command's output): the counts and whether they reconcile."""
+        return {**self.__dict__, "reconciles": self.reconciles}
+
 
 def open_tasks(client, title: str, ids: set[str]) -> tuple[dict, dict[str, dict], int]:
     """For a pull: the user names by id, the project's tasks by example id, and how many of ``ids``
