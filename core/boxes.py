@@ -63,19 +63,22 @@ def area(box: Box) -> float:
     return max(0.0, box[2]) * max(0.0, box[3])
 
 
-def iou(a: Box, b: Box) -> float:
+def intersection(a: Box, b: Box) -> float:
+    """Area of the overlap of two ``xywh`` boxes, in their units (normalized here, pixels in a renderer)."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    return ix * iy
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = intersection(a, b)
     union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
 def intersection_over_first(a: Box, b: Box) -> float:
     """Share of ``a``'s area that lies inside ``b``."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / area(a) if area(a) > 0 else 0.0
+    return intersection(a, b) / area(a) if area(a) > 0 else 0.0
 
 
 def inside_image(box: Box, tolerance: float = 1e-6) -> bool:
