@@ -6,6 +6,8 @@ from core.boxes import (
     from_abs_xywh,
     from_abs_xyxy,
     inside_image,
+    intersection,
+    intersection_over_first,
     iou,
     parse_box,
     quantize,
@@ -63,3 +65,10 @@ def test_iou_on_xywh():
     assert iou((0, 0, 0.5, 0.5), (0.25, 0, 0.5, 0.5)) == pytest.approx(1 / 3)
     assert iou((0, 0, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1)) == 0.0
     assert inside_image((0, 0, 1, 1)) and not inside_image((0.6, 0, 0.5, 0.2))
+
+
+def test_intersection_is_the_overlap_area_in_the_boxes_units():
+    assert intersection((0, 0, 0.5, 0.5), (0.25, 0, 0.5, 0.5)) == 0.125
+    assert intersection((0, 0, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1)) == 0.0
+    assert intersection((10, 20, 100, 50), (60, 0, 100, 40)) == 50 * 20  # pixel boxes (the synthetic renderer's)
+    assert intersection_over_first((0.25, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 0.5
