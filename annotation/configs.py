@@ -12,7 +12,22 @@ STEP_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
 VERDICTS = ("accept", "fixed", "reject")
 
 
+def _verdict_controls(to_name: str, hints: dict[str, str], indent: str) -> str:
+    """What every review config ends with and `annotation.tasks.verdict_of` reads: the ``verdict``
+    choice, one of `VERDICTS` with its hint, and the ``comment`` text."""
+    if tuple(hints) != VERDICTS:
+        raise ValueError(f"hints for {tuple(hints)}, expected one for each of {VERDICTS} in that order")
+    lines = [
+        f'<Choices name="verdict" toName="{to_name}" choice="single-radio" required="true">',
+        *(f'  <Choice value="{v}" hint="{hint}"/>' for v, hint in hints.items()),
+        "</Choices>",
+        f'<TextArea name="comment" toName="{to_name}" rows="2" placeholder="comment (say why when rejecting)"/>',
+    ]
+    return "\n".join(indent + line for line in lines)
+
+
 def gcot_review_config(max_steps: int = MAX_STEPS) -> str:
+    verdict = _verdict_controls("image", {"accept": "everything is right as it is", "fixed": "I corrected boxes or text", "reject": "the example cannot be fixed"}, " " * 6)
     labels = "\n".join(f'      <Label value="Step {k}" background="{STEP_COLORS[(k - 1) % len(STEP_COLORS)]}"/>' for k in range(1, max_steps + 1))
     return f"""<View>
   <Header value="$type question: check every step's box and text, the question and the answer"/>
@@ -33,12 +48,7 @@ def gcot_review_config(max_steps: int = MAX_STEPS) -> str:
       <Header value="Answer" size="6"/>
       <TextArea name="answer" toName="image" editable="true" rows="1" maxSubmissions="1"/>
       <Header value="Verdict" size="6"/>
-      <Choices name="verdict" toName="image" choice="single-radio" required="true">
-        <Choice value="accept" hint="everything is right as it is"/>
-        <Choice value="fixed" hint="I corrected boxes or text"/>
-        <Choice value="reject" hint="the example cannot be fixed"/>
-      </Choices>
-      <TextArea name="comment" toName="image" rows="2" placeholder="comment (say why when rejecting)"/>
+{verdict}
     </View>
   </View>
 </View>"""
@@ -46,7 +56,8 @@ def gcot_review_config(max_steps: int = MAX_STEPS) -> str:
 
 def longv_review_config() -> str:
     """LongV-EVAL: the video, its drafted caption, and the three edit prompts as editable text."""
-    return """<View>
+    verdict = _verdict_controls("video", {"accept": "all three prompts are right as they are", "fixed": "I corrected a prompt", "reject": "the video cannot be used"}, " " * 2)
+    return f"""<View>
   <Header value="Check the three edit prompts of this video: one sentence each, at most 15 words"/>
   <Video name="video" value="$video"/>
   <Header value="What the detector and tracker saw" size="6"/>
@@ -57,10 +68,5 @@ def longv_review_config() -> str:
   <TextArea name="background" toName="video" editable="true" rows="1" maxSubmissions="1"/>
   <Header value="Style edit prompt ($style_name)" size="6"/>
   <TextArea name="style" toName="video" editable="true" rows="1" maxSubmissions="1"/>
-  <Choices name="verdict" toName="video" choice="single-radio" required="true">
-    <Choice value="accept" hint="all three prompts are right as they are"/>
-    <Choice value="fixed" hint="I corrected a prompt"/>
-    <Choice value="reject" hint="the video cannot be used"/>
-  </Choices>
-  <TextArea name="comment" toName="video" rows="2" placeholder="comment (say why when rejecting)"/>
+{verdict}
 </View>"""

@@ -23,8 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 from annotation.configs import gcot_review_config
-from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder
-from annotation.tasks import MalformedAnnotation, read_annotation, task_for
+from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder, settle
+from annotation.tasks import MalformedAnnotation, Review, read_annotation, task_for
 from core.boxes import iou
 from core.schema import Example, Rejection
 from core.shards import write_atomically
@@ -82,6 +82,21 @@ def _agreement(reviews: list) -> dict:
     return {"pairs": pairs, "box_ious": ious, "texts_equal": equal}
 
 
+def _reviewed(r: Review) -> Example:
+    """The example as the annotator left it, with the reviewer, time and comment."""
+    ex = r.example
+    ex.review.reviewer, ex.review.reviewed_at, ex.review.comment = r.reviewer, r.reviewed_at, r.comment
+    return ex
+
+
+def _reverify(ex: Example) -> list[tuple[str, str]]:
+    """The structural verification of an edited example, recorded on it."""
+    fails = example_failures(ex, None, None)
+    ex.verification.failures = [{"rule": f, "detail": d} for f, d in fails]
+    ex.verification.passed = not fails
+    return fails
+
+
 def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
     examples = _release_examples(release)
     users, tasks, pushed = open_tasks(client, title or project_title(release), {e.id for e in examples})
@@ -99,33 +114,11 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             agree["pairs"] += a["pairs"]
             agree["box_ious"] += a["box_ious"]
             agree["texts_equal"] += a["texts_equal"]
-        accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
-        if accepted:
-            r = accepted[-1]  # the latest accepted annotation wins
-            new = r.example
-            new.review.status = "fixed" if (r.verdict == "fixed" or r.changed) else "accepted"
-            new.review.reviewer, new.review.reviewed_at, new.review.comment = r.reviewer, r.reviewed_at, r.comment
-            if r.changed:
-                new.provenance["review_changes"] = ", ".join(r.changed)
-                fails = example_failures(new, None, None)
-                new.verification.failures = [{"rule": f, "detail": d} for f, d in fails]
-                new.verification.passed = not fails
-                if fails:
-                    new_rejections.append(Rejection("review", ex.id, fails[0][0], f"after review edits: {fails[0][1]}"))
-                    summary.rejected += 1
-                    continue
-            if new.review.status == "fixed":
-                summary.fixed += 1
-            else:
-                summary.accepted += 1
+        new, rejection = settle(ex, reviews, summary, _reviewed, _reverify)
+        if new is not None:
             kept.append(new)
-        elif reviews:
-            r = reviews[-1]
-            new_rejections.append(Rejection("review", ex.id, "rejected_by_reviewer", f"{r.reviewer or 'a reviewer'}: {r.comment or 'no reason given'}"))
-            summary.rejected += 1
-        else:
-            summary.open += 1
-            kept.append(ex)
+        if rejection is not None:
+            new_rejections.append(rejection)
     ious = agree.pop("box_ious")
     summary.agreement = {**agree, "mean_box_iou": sum(ious) / len(ious) if ious else None, "steps_compared": len(ious)}
     _write(release, out, kept, new_rejections, summary)
@@ -153,8 +146,6 @@ def _write(release: Path, out: Path, examples: list[Example], new_rejections: li
 
     def fill(tmp: Path) -> None:
         fill_release(tmp, out.resolve(), examples, old_rej + new_rejections, old_stats["candidates"], meta, load_image, image_size)
-        report = {k: v for k, v in summary.__dict__.items()}
-        report["reconciles"] = summary.reconciles
-        (tmp / "review_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
     write_atomically(out, fill)

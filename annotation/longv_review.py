@@ -1,7 +1,7 @@
 """LongV-EVAL review in Label Studio: push a release's videos with their drafted prompts, pull the
 reviewed prompts back into a new release.
 
-The same rules as GCoT review (`annotation.review`): push is idempotent by video id and pre-fills
+The same rules as GCoT review (`annotation.project.settle`): push is idempotent by video id and pre-fills
 the three prompts as a prediction; on pull the latest accept/fixed annotation wins, otherwise a
 reject rejects the video with the reviewer's reason, otherwise the video is still open. Edited
 prompts are re-checked (one line, at most 15 words, the style named); counts reconcile:
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.configs import longv_review_config
-from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder
+from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder, settle
 from annotation.tasks import MalformedAnnotation, result_of, texts_of, verdict_of
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import write_atomically
@@ -104,28 +104,11 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             kept.append(item)
             continue
         reviews = read_reviews(task, users, lambda ann, item=item: read_review(item, ann), MalformedAnnotation, summary)
-        accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
-        if accepted:
-            r = accepted[-1]  # the latest accepted annotation wins
-            new, changed = r.item, r.changed
-            new.review.status = "fixed" if (r.verdict == "fixed" or changed) else "accepted"
-            if changed:
-                new.provenance["review_changes"] = ", ".join(changed)
-                fails = prompts.prompt_failures(new)
-                if fails:
-                    new_rejections.append(Rejection("review", item.id, fails[0][0], f"after review edits: {fails[0][1]}"))
-                    summary.rejected += 1
-                    continue
-            summary.fixed += new.review.status == "fixed"
-            summary.accepted += new.review.status == "accepted"
+        new, rejection = settle(item, reviews, summary, lambda r: r.item, prompts.prompt_failures)
+        if new is not None:
             kept.append(new)
-        elif reviews:
-            new = reviews[-1].item
-            new_rejections.append(Rejection("review", item.id, "rejected_by_reviewer", f"{new.review.reviewer or 'a reviewer'}: {new.review.comment or 'no reason given'}"))
-            summary.rejected += 1
-        else:
-            summary.open += 1
-            kept.append(item)
+        if rejection is not None:
+            new_rejections.append(rejection)
     _write(release, out, kept, new_rejections, summary)
     return summary
 
@@ -145,6 +128,6 @@ def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: lis
 
     def _fill(tmp: Path) -> None:
         fill(tmp, items, sources, keyframes, old + new_rejections, meta)
-        (tmp / "review_report.json").write_text(json.dumps({**summary.__dict__, "reconciles": summary.reconciles}, indent=2, sort_keys=True))
+        (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
     write_atomically(out, _fill)

@@ -2,7 +2,8 @@
 
 A project is found by title or created; the release's media are served from a folder of their own
 under Label Studio's local-files root; tasks are imported in batches, idempotent by example id; a
-pull reads every task raw from the export endpoint and each annotation with a verdict, oldest first.
+pull reads every task raw from the export endpoint and each annotation with a verdict, oldest first,
+and settles each item by one rule (`settle`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from tqdm import tqdm
 
 from core import __version__
+from core.schema import Rejection
 
 log = logging.getLogger(__name__)
 PUSH_BATCH = 1000  # tasks a request; LS imports a request in one transaction
@@ -126,6 +128,10 @@ class PullSummary:
     def reconciles(self) -> bool:
         return self.pushed == self.accepted + self.fixed + self.rejected + self.open
 
+    def report(self) -> dict:
+        """The pull's report (review_report.json, the command's output): the counts and whether they reconcile."""
+        return {**self.__dict__, "reconciles": self.reconciles}
+
 
 def open_tasks(client, title: str, ids: set[str]) -> tuple[dict, dict[str, dict], int]:
     """For a pull: the user names by id, the project's tasks by example id, and how many of ``ids``
@@ -156,3 +162,35 @@ def read_reviews(task: dict, users: dict, read, errors, summary: PullSummary) ->
         if r.verdict:
             out.append(r)
     return out
+
+
+def settle(item, reviews: list, summary: PullSummary, reviewed: Callable[[Any], Any],
+           recheck: Callable[[Any], list[tuple[str, str]]]) -> tuple[Any | None, Rejection | None]:
+    """The pull rule both reviews share, for one pushed item and its ``reviews`` (verdicts, oldest first):
+    the latest accept or fixed wins (``reviewed(review)``: the item as the annotator left it, with
+    reviewer, time and comment); edits make it fixed and must pass ``recheck`` (rule, detail pairs),
+    else it is rejected with the first failure. Failing that, a reject verdict rejects the item with the
+    reviewer's reason; with no verdict the item stays open, as it was. Counts go to ``summary``.
+    Returns the item to keep, or the rejection."""
+    accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
+    if accepted:
+        r = accepted[-1]  # the latest accepted annotation wins
+        new = reviewed(r)
+        new.review.status = "fixed" if (r.verdict == "fixed" or r.changed) else "accepted"
+        if r.changed:
+            new.provenance["review_changes"] = ", ".join(r.changed)
+            fails = recheck(new)
+            if fails:
+                summary.rejected += 1
+                return None, Rejection("review", item.id, fails[0][0], f"after review edits: {fails[0][1]}")
+        if new.review.status == "fixed":
+            summary.fixed += 1
+        else:
+            summary.accepted += 1
+        return new, None
+    if reviews:
+        last = reviewed(reviews[-1])
+        summary.rejected += 1
+        return None, Rejection("review", item.id, "rejected_by_reviewer", f"{last.review.reviewer or 'a reviewer'}: {last.review.comment or 'no reason given'}")
+    summary.open += 1
+    return item, None

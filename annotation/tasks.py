@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from annotation.configs import VERDICTS
-from core.boxes import find_boxes, format_box, quantize
+from core.boxes import find_boxes, format_box, quantize, replace_last_box
 from core.schema import Box, Example
 
 BOX_PLACEHOLDER = "[box]"
@@ -39,20 +39,14 @@ def from_percent(value: dict) -> Box:
 
 
 def text_with_placeholder(text: str) -> str:
-    found = find_boxes(text)
-    if not found:
-        return text
-    start, end = found[-1][1]
-    return text[:start] + BOX_PLACEHOLDER + text[end:]
+    return replace_last_box(text, BOX_PLACEHOLDER)
 
 
 def text_with_box(text: str, box: Box) -> str:
     if BOX_PLACEHOLDER in text:
         return text.replace(BOX_PLACEHOLDER, format_box(box))
-    found = find_boxes(text)
-    if found:
-        start, end = found[-1][1]
-        return text[:start] + format_box(box) + text[end:]
+    if find_boxes(text):
+        return replace_last_box(text, box)
     return f"{text.rstrip().rstrip('.')} at {format_box(box)}"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core import env  # noqa: E402
 
 env.apply()
+
+from benchmarks.bench_build import free_port  # noqa: E402
 
 
 def main() -> None:
@@ -37,10 +38,7 @@ def main() -> None:
     images = int(a.examples / 5.9) + 1  # ~6 examples an image
     run_plain(BuildConfig(images=images, seed=41, out=str(work / "rel"), work_dir=str(work / "w")))
     n = len(read_examples(sorted((work / "rel" / "data").glob("*.parquet"))))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = LabelStudioServer(work / "ls", work / "ls" / "files", port=port).start()
+    srv = LabelStudioServer(work / "ls", work / "ls" / "files", port=free_port()).start()
     try:
         client = srv.client()
         t = time.perf_counter()

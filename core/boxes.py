@@ -36,13 +36,14 @@ def find_boxes(text: str) -> list[tuple[Box, tuple[int, int]]]:
     return [(tuple(float(g) for g in m.groups()), m.span()) for m in _BOX_LITERAL.finditer(text)]  # type: ignore[misc]
 
 
-def replace_last_box(text: str, box: Box) -> str:
-    """Rewrite the last box literal of a step sentence (after a reviewer moved the box)."""
+def replace_last_box(text: str, new: Box | str) -> str:
+    """Rewrite the last box literal of a step sentence: a box (after a reviewer moved it) in the printed
+    form, a string (a placeholder such as the review UI's ``[box]``) as it is. A text without a box is returned as is."""
     found = find_boxes(text)
     if not found:
         return text
     start, end = found[-1][1]
-    return text[:start] + format_box(box) + text[end:]
+    return text[:start] + (new if isinstance(new, str) else format_box(new)) + text[end:]
 
 
 def from_abs_xywh(x: float, y: float, w: float, h: float, width: int, height: int) -> Box:
@@ -62,19 +63,22 @@ def area(box: Box) -> float:
     return max(0.0, box[2]) * max(0.0, box[3])
 
 
-def iou(a: Box, b: Box) -> float:
+def intersection(a: Box, b: Box) -> float:
+    """Area of the overlap of two ``xywh`` boxes, in their units (normalized here, pixels in a renderer)."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    return ix * iy
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = intersection(a, b)
     union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
 def intersection_over_first(a: Box, b: Box) -> float:
     """Share of ``a``'s area that lies inside ``b``."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / area(a) if area(a) > 0 else 0.0
+    return intersection(a, b) / area(a) if area(a) > 0 else 0.0
 
 
 def inside_image(box: Box, tolerance: float = 1e-6) -> bool:

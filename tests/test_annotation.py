@@ -2,7 +2,6 @@
 push a release, annotate through the API as a person would, pull, and find exactly those changes."""
 
 import json
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,14 +14,9 @@ from core.boxes import find_boxes, format_box
 from pipeline.release.arrow import read_examples
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import REPO
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.skipif(not (LS_VENV / "bin" / "label-studio").exists(), reason="Label Studio not installed: make labelstudio")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +46,15 @@ def tasks_by_example(client, project_id):
 def prediction(task):
     p = task.predictions[0]
     return [dict(r) for r in (p.result if hasattr(p, "result") else p["result"])]
+
+
+def verdict(choice: str, to_name: str = "image") -> dict:
+    """The region an annotator's verdict makes in an annotation's result."""
+    return {"id": "v", "from_name": "verdict", "to_name": to_name, "type": "choices", "value": {"choices": [choice]}}
+
+
+def comment(text: str, to_name: str = "image") -> dict:
+    return {"id": "c", "from_name": "comment", "to_name": to_name, "type": "textarea", "value": {"text": [text]}}
 
 
 def test_box_conversion_at_the_border():
@@ -96,21 +99,21 @@ def test_review_round_trip(server, release, pushed, tmp_path):
     for r in res:
         if r["id"] == rid:
             r["value"] = {**r["value"], "x": r["value"]["x"] + 4.0, "y": r["value"]["y"] + 2.0}
-    res.append({"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}})
+    res.append(verdict("fixed"))
     client.annotations.create(id=tasks[moved.id].id, result=res)
     # edit the last step's text
     res = prediction(tasks[edited.id])
     last = [r for r in res if r["from_name"] == "step_text"][-1]
     last["value"] = {**last["value"], "text": ["The thing reviewers call a gadget is at [box]"]}
-    res.append({"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}})
+    res.append(verdict("fixed"))
     client.annotations.create(id=tasks[edited.id].id, result=res)
     # reject one, accept one as it is
     client.annotations.create(id=tasks[rejected.id].id, result=[
-        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["reject"]}},
-        {"id": "c", "from_name": "comment", "to_name": "image", "type": "textarea", "value": {"text": ["the question is unanswerable"]}},
+        verdict("reject"),
+        comment("the question is unanswerable"),
     ])
     client.annotations.create(id=tasks[accepted.id].id, result=prediction(tasks[accepted.id]) + [
-        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["accept"]}}])
+        verdict("accept")])
 
     s = pull(release, client, tmp_path / "reviewed")
     assert (s.accepted, s.fixed, s.rejected) == (1, 2, 1) and s.open == len(examples) - 4 and s.reconciles
@@ -145,7 +148,6 @@ def test_several_annotations_latest_accepted_wins(server, release, pushed, tmp_p
     res = prediction(task)
     q1 = [dict(r, value={"text": ["First reviewer's question?"]}) if r["from_name"] == "question" else r for r in res]
     q2 = [dict(r, value={"text": ["Second reviewer's question?"]}) if r["from_name"] == "question" else r for r in res]
-    verdict = lambda v: {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": [v]}}
     client.annotations.create(id=task.id, result=q1 + [verdict("fixed")])
     client.annotations.create(id=task.id, result=q2 + [verdict("fixed")])
     client.annotations.create(id=task.id, result=res + [verdict("reject")])  # a later reject does not win
@@ -163,7 +165,7 @@ def test_malformed_annotation_is_reported_not_a_crash(server, release, pushed, t
     client.annotations.create(id=task.id, result=[
         {"id": "z", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": ex.width, "original_height": ex.height,
          "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0, "rectanglelabels": ["Step 9"]}},
-        {"id": "v", "from_name": "verdict", "to_name": "image", "type": "choices", "value": {"choices": ["fixed"]}}])
+        verdict("fixed")])
     s = pull(release, client, tmp_path / "reviewed")
     bad = [m for m in s.malformed if m["example"] == ex.id]
     assert bad and "Step 9" in bad[0]["reason"]
@@ -277,10 +279,10 @@ def test_longv_review_round_trip(server, longv_release, tmp_path):
     assert tasks[fixed_id].data["video"].endswith(f"videos/{fixed_id}.mp4")
     edited = "A silver fox trots left across the frame."
     res = [r if r["from_name"] != "foreground" else {**r, "value": {"text": [f'"{edited}"']}} for r in prediction(tasks[fixed_id])]
-    client.annotations.create(id=tasks[fixed_id].id, result=res + [{"id": "v", "from_name": "verdict", "to_name": "video", "type": "choices", "value": {"choices": ["fixed"]}}])
+    client.annotations.create(id=tasks[fixed_id].id, result=res + [verdict("fixed", "video")])
     client.annotations.create(id=tasks[rejected_id].id, result=[
-        {"id": "v", "from_name": "verdict", "to_name": "video", "type": "choices", "value": {"choices": ["reject"]}},
-        {"id": "c", "from_name": "comment", "to_name": "video", "type": "textarea", "value": {"text": ["the cast is mislabelled"]}},
+        verdict("reject", "video"),
+        comment("the cast is mislabelled", "video"),
     ])
     p = pull(longv_release, client, tmp_path / "reviewed")
     assert (p.accepted, p.fixed, p.rejected, p.open) == (0, 1, 1, 0) and p.reconciles

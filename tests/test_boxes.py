@@ -6,6 +6,8 @@ from core.boxes import (
     from_abs_xywh,
     from_abs_xyxy,
     inside_image,
+    intersection,
+    intersection_over_first,
     iou,
     parse_box,
     quantize,
@@ -35,6 +37,23 @@ def test_replace_last_box_rewrites_only_the_literal():
     assert find_boxes("no box here") == []
 
 
+def test_replace_last_box_round_trips_one_two_and_no_box():
+    one = "The cup is at [0.210, 0.058, 0.435, 0.150]."
+    moved = replace_last_box(one, (0.1, 0.2, 0.3, 0.4))
+    assert moved == "The cup is at [0.100, 0.200, 0.300, 0.400]."
+    assert replace_last_box(moved, find_boxes(one)[-1][0]) == one
+    assert replace_last_box(one, "[box]") == "The cup is at [box]."
+    two = "The cup [0.500, 0.500, 0.100, 0.100] is left of the plate at [0.210, 0.058, 0.435, 0.150]."
+    placeholder = replace_last_box(two, "[box]")
+    assert placeholder == "The cup [0.500, 0.500, 0.100, 0.100] is left of the plate at [box]."
+    assert placeholder.replace("[box]", format_box(find_boxes(two)[-1][0])) == two
+    moved = replace_last_box(two, (0.1, 0.2, 0.3, 0.4))
+    assert [b for b, _ in find_boxes(moved)] == [(0.5, 0.5, 0.1, 0.1), (0.1, 0.2, 0.3, 0.4)]  # only the last box moves
+    assert replace_last_box(moved, (0.21, 0.058, 0.435, 0.15)) == two
+    none = "The cup is on the table."
+    assert replace_last_box(none, (0.1, 0.2, 0.3, 0.4)) == none and replace_last_box(none, "[box]") == none
+
+
 def test_border_conversions():
     assert from_abs_xywh(64, 48, 320, 240, 640, 480) == (0.1, 0.1, 0.5, 0.5)
     assert from_abs_xyxy(64, 48, 384, 288, 640, 480) == (0.1, 0.1, 0.5, 0.5)
@@ -46,3 +65,10 @@ def test_iou_on_xywh():
     assert iou((0, 0, 0.5, 0.5), (0.25, 0, 0.5, 0.5)) == pytest.approx(1 / 3)
     assert iou((0, 0, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1)) == 0.0
     assert inside_image((0, 0, 1, 1)) and not inside_image((0.6, 0, 0.5, 0.2))
+
+
+def test_intersection_is_the_overlap_area_in_the_boxes_units():
+    assert intersection((0, 0, 0.5, 0.5), (0.25, 0, 0.5, 0.5)) == 0.125
+    assert intersection((0, 0, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1)) == 0.0
+    assert intersection((10, 20, 100, 50), (60, 0, 100, 40)) == 50 * 20  # pixel boxes (the synthetic renderer's)
+    assert intersection_over_first((0.25, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 0.5

@@ -71,7 +71,7 @@ def test_gcot_help_lists_every_command_and_every_field_is_described(capsys):
 
 
 def test_a_releases_stored_config_builds_it_again_byte_for_byte(tmp_path):
-    from tests.test_same_bytes_as_before import digests
+    from tests.digests import file_digests as digests
 
     r = run("build", "--images", "15", "--seed", "4", "--per-type", '{"attribute": 1, "judge": 2, "object": 1}', "--out", str(tmp_path / "a" / "rel"),
             "--work-dir", str(tmp_path / "wa"), "--no-prefect")

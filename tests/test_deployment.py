@@ -3,7 +3,6 @@ as the README shows it."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ import httpx
 import pytest
 
 from gcot.flows.serve import start_server
+from tests.ports import free_port
 
 pytestmark = pytest.mark.server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_run_form(schema: dict) -> None:

@@ -3,7 +3,6 @@ loss curve, because each step's global batch is the same and the gradients are s
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.ports import free_port
 from training.finetune import main
 
 REPO = Path(__file__).resolve().parent.parent
 # 20 steps of the tiny model, global batch 8 (1 x 8 against 2 x 4).
 ARGS = ["max_steps=20", "batch_size=8", "eval_limit=0", "save_every=10"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def losses(run: Path) -> list[float]:

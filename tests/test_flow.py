@@ -1,19 +1,14 @@
 """The Prefect flow on a real (test-harness) Prefect server: same release as the plain steps,
 artifacts published, shards cached across runs and redone when their results are lost."""
 
-import hashlib
 import json
 import shutil
-from pathlib import Path
 
 from prefect.artifacts import Artifact
 
 from gcot.flows.build_gcot import build_gcot
 from pipeline.steps import BuildConfig, run_plain
-
-
-def digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+from tests.digests import file_digests
 
 
 def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
@@ -22,7 +17,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     state = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw), return_state=True)
     s = state.result()
     assert s["examples"] == plain["examples"] > 0 and s["candidates"] == s["examples"] + s["rejected"]
-    assert digest(tmp_path / "plain" / "rel") == digest(tmp_path / "flow" / "rel")
+    assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")
 
     table = Artifact.get("build-gcot-counts")
     rows = json.loads(table.data)
@@ -42,4 +37,4 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     shutil.rmtree(tmp_path / "w2" / "shard_results")
     again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
     assert again["examples"] == s["examples"]
-    assert digest(tmp_path / "plain" / "rel") == digest(tmp_path / "flow" / "rel")
+    assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")

@@ -1,9 +1,7 @@
 """The issue's reference build: 300 synthetic images, seed 7 (built once per session in conftest)."""
 
-import hashlib
 import json
 import re
-from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
@@ -11,6 +9,7 @@ from PIL import Image
 
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 from pipeline.steps import BuildConfig, run_plain
+from tests.digests import file_digests
 
 LINE = re.compile(r"^Step (\d+): (.*)$")
 BOX = r"\[\d\.\d{3}, \d\.\d{3}, \d\.\d{3}, \d\.\d{3}\]"
@@ -125,14 +124,10 @@ def test_data_card(demo_release):
         assert f"plots/{png}" in card and (out / "plots" / png).stat().st_size > 5000
 
 
-def _digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_same_seed_same_bytes(demo_release, tmp_path):
     """A second build from nothing (fresh work dir: scenes rendered again, no finished shards)."""
     out, _ = demo_release
     again = tmp_path / "demo"
     run_plain(BuildConfig(source="synthetic", images=300, seed=7, out=str(again), work_dir=str(tmp_path / "work")))
-    a, b = _digest(out), _digest(again)
+    a, b = file_digests(out), file_digests(again)
     assert len(a) > 20 and a == b

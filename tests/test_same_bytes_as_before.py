@@ -20,13 +20,10 @@ import yaml
 from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import FIXTURES
+from tests.digests import file_digests
 
 RECORDED = json.loads((FIXTURES / "release_digests_9c117ea.json").read_text())
 CARDS = FIXTURES / "cards_9c117ea"
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def card_without_how_it_was_built(text: str) -> str:
@@ -36,7 +33,7 @@ def card_without_how_it_was_built(text: str) -> str:
 
 
 def check(out: Path, name: str, cfg: BuildConfig) -> None:
-    now, then = digests(out), RECORDED[name]
+    now, then = file_digests(out), RECORDED[name]
     assert set(now) == set(then) | {"config.yaml"}
     assert {k: v for k, v in now.items() if k not in ("README.md", "config.yaml")} == {k: v for k, v in then.items() if k != "README.md"}
     card = (out / "README.md").read_text()

@@ -14,16 +14,12 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from gcot.flows.build_gcot import build_gcot
 from gcot.flows.runners import LOCAL_CLUSTER, RunnerError, make_task_runner
 from pipeline.steps import BuildConfig
+from tests.digests import file_digests
 
 # 90 images in shards of 15: 6 shard tasks, 3 for each of the 2 workers.
 KW = dict(source="synthetic", images=90, seed=5, shard_size=15)
 N_SHARDS = 6
 
-
-def digest(root: Path) -> dict:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def test_local_dask_cluster_of_two_processes_writes_the_same_bytes(reference, tm
     ref, ref_summary = reference
     s = build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="dask", workers=2, **KW))
     assert s["examples"] == ref_summary["examples"] > 0
-    assert digest(tmp_path / "rel") == digest(ref)
+    assert file_digests(tmp_path / "rel") == file_digests(ref)
     assert len(list((tmp_path / "work" / "shard_results").glob("*.done.json"))) == N_SHARDS
 
 
@@ -104,7 +100,7 @@ def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
     assert sorted(p.name for p in results.iterdir() if not p.name.endswith((".done.json", ".examples.jsonl", ".rejections.jsonl"))) == []
     # Nothing lost or doubled: the same bytes as the reference, every example once.
     assert s["examples"] == ref_summary["examples"] and s["candidates"] == s["examples"] + s["rejected"]
-    assert digest(tmp_path / "rel") == digest(ref)
+    assert file_digests(tmp_path / "rel") == file_digests(ref)
     ids = [json.loads(line)["id"] for p in results.glob("*.examples.jsonl") for line in p.read_text().splitlines()]
     assert len(ids) == len(set(ids)) >= s["examples"]  # released = kept minus cross-split leaks
 
@@ -122,7 +118,7 @@ def test_process_pool_writes_the_same_bytes(reference, tmp_path):
     """--runner processes (Prefect's ProcessPoolTaskRunner); about 20 s here, slow-marked to keep the default run within budget."""
     ref, _ = reference
     build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="processes", workers=2, **KW))
-    assert digest(tmp_path / "rel") == digest(ref)
+    assert file_digests(tmp_path / "rel") == file_digests(ref)
 
 
 @pytest.mark.slow
@@ -131,7 +127,7 @@ def test_ray_writes_the_same_bytes(reference, tmp_path):
     """Only with the optional extra; about 70 s here, most of it Ray's start."""
     ref, _ = reference
     build_gcot(BuildConfig(out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), runner="ray", workers=2, **KW))
-    assert digest(tmp_path / "rel") == digest(ref)
+    assert file_digests(tmp_path / "rel") == file_digests(ref)
 
 
 def test_unreachable_scheduler_and_unknown_runner_are_one_line_errors():

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,10 @@ import pytest
 
 from gcot import scale
 from gcot.flows.serve import start_server
+from tests.ports import free_port
 
 pytestmark = pytest.mark.server
 PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _install_postgres() -> str | None:

@@ -20,6 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from core.boxes import intersection
+
 log = logging.getLogger(__name__)
 
 SHAPES = ("cube", "ball", "cone", "cylinder", "ring", "star", "tray")
@@ -106,9 +108,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
 
 
 def _overlap_frac(a, b) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / max(1, min(a[2] * a[3], b[2] * b[3]))
+    return intersection(a, b) / max(1, min(a[2] * a[3], b[2] * b[3]))
 
 
 def make_scene(seed: int, image_id: int) -> tuple[Image.Image, dict]:
