@@ -2,9 +2,9 @@
 
 A run folder of `training/finetune.py` holds ``merged/`` (base + LoRA merged, written by its evaluation)
 or ``base/`` + ``adapter/``; either way the stages get one plain model with the LoRA merged in, since
-pruning and routing act on the decoder's own modules. Batches are the release's LLaVA conversations,
-encoded as fine-tuning encodes them (`training.finetune.encode`): prompt + answer with labels on the
-answer tokens, so next-token agreement can be measured on the answer by teacher forcing.
+pruning and routing act on the decoder's own modules. Batches are the release's LLaVA conversations
+(`training.data`, the reader fine-tuning uses), encoded as fine-tuning encodes them: prompt + answer with
+labels on the answer tokens, so next-token agreement can be measured on the answer by teacher forcing.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def load_model(path: str | Path, device: str = "cpu"):
 def release_batches(release: str | Path, processor, split: str, batch_size: int, limit: int | None = None, seed: int = 0,
                     max_length: int = 384, shuffle: bool = False):
     """Lists of collated batches (input_ids, attention_mask, labels, pixel_values), right-padded."""
-    from training.finetune import GCoTConversations, collate, encode
+    from training.data import Conversations, collate, encode
 
-    data = GCoTConversations(Path(release), split)
+    data = Conversations(release, split)
     idx = list(range(len(data)))
     if shuffle:
         random.Random(seed).shuffle(idx)
