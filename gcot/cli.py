@@ -190,7 +190,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from training.gcot_runner import RunConfig, run
+    from training.generate import RunConfig, run
 
     try:
         out = run(RunConfig(release=a.release, model=a.model, out=a.out, protocol=a.protocol, split=a.split, batch_size=a.batch_size, limit=a.limit, max_new_tokens=a.max_new_tokens, device=a.device))

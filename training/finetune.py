@@ -331,7 +331,7 @@ class Recipe:
             return None
         from pipeline.evaluation import official, report, strict
         from pipeline.evaluation.results import read_results
-        from training.gcot_runner import RunConfig, run
+        from training.generate import RunConfig, run
 
         merged = self.out / "merged"
         self.model.merge_and_unload().save_pretrained(merged)

@@ -1,10 +1,11 @@
 """A small LLaVA-style model built from a config, with a tokenizer trained on a release's text.
 
-The offline default of the model runner and of fine-tuning: nothing is downloaded. A CLIP-style
-vision tower, LLaVA's two-layer projector and a Llama decoder, all a few layers deep; the tokenizer
-is a byte-level BPE trained with `tokenizers` on the release's questions, steps and answers, so it
-covers every string the data can hold. The result is saved as an ordinary Hugging Face checkpoint
-(``AutoModelForImageTextToText`` / ``AutoProcessor`` load it with ``local_files_only=True``).
+The offline default of generation (`training/generate.py`) and of fine-tuning: nothing is
+downloaded. A CLIP-style vision tower, LLaVA's two-layer projector and a Llama decoder, all a few
+layers deep; the tokenizer is a byte-level BPE trained with `tokenizers` on the release's questions,
+steps and answers, so it covers every string the data can hold. The result is saved as an ordinary
+Hugging Face checkpoint (``AutoModelForImageTextToText`` / ``AutoProcessor`` load it with
+``local_files_only=True``).
 """
 
 from __future__ import annotations
