@@ -30,3 +30,37 @@ def test_split_examples_are_load_datasets_rows_in_its_order(demo_release):
     assert set(images) == set(ds["img"])
     row = ds[0]
     assert decode_image(images[examples[0].image]).tobytes() == row["image"].convert("RGB").tobytes()
+
+
+def _plant(release, split: str, word: str) -> None:
+    """Put ``word`` into the question of the first example of ``split`` (its Parquet shard, in place)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = sorted((release / "data").glob(f"{split}-*.parquet"))[0]
+    t = pq.read_table(f)
+    questions = t.column("question").to_pylist()
+    questions[0] = f"{word} {questions[0]}"
+    pq.write_table(t.set_column(t.schema.get_field_index("question"), "question", pa.array(questions, pa.string())), f)
+
+
+def test_the_tiny_tokenizer_trains_on_the_train_split_only(demo_release, tmp_path):
+    import shutil
+
+    from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
+    from training.tiny_llava import release_texts
+
+    release, _ = demo_release
+    train = [t["value"] for r in json.loads((release / "llava" / "train.json").read_text()) for t in r["conversations"]]
+    texts = release_texts(release)
+    assert texts[:2] == [PLAIN_PROMPT, COT_PROMPT] and texts[4:] == train
+    held_out = {t["value"] for s in ("validation", "test") for r in json.loads((release / "llava" / f"{s}.json").read_text()) for t in r["conversations"]}
+    assert held_out - set(train) and not (held_out - set(train)) & set(texts)
+
+    copy = tmp_path / "release"
+    shutil.copytree(release / "data", copy / "data")
+    _plant(copy, "test", "Zyzzyvatest")
+    _plant(copy, "validation", "Zyzzyvaval")
+    _plant(copy, "train", "Zyzzyvatrain")
+    joined = "\n".join(release_texts(copy))
+    assert "Zyzzyvatrain" in joined and "Zyzzyvatest" not in joined and "Zyzzyvaval" not in joined
