@@ -70,10 +70,10 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pos, valid
 
 
-def answer_logits(runner, result, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_logits(loop, result, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher-forced answer predictions of a run: (logits [B, P, V], targets [B, P], valid [B, P])."""
     pos, valid = answer_positions(batch["labels"])
-    logits = runner.logits(result.hidden_at(pos)).float()
+    logits = loop.logits(result.hidden_at(pos)).float()
     targets = torch.gather(batch["labels"], 1, (pos + 1).clamp(max=batch["labels"].shape[1] - 1))
     return logits, targets.masked_fill(~valid, 0), valid
 
