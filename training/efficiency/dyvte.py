@@ -24,6 +24,7 @@ from torch import nn
 
 from training.efficiency.data import answer_logits, per_sample_ce
 from training.efficiency.layer_loop import LayerLoop, Policy, TokenState
+from training.efficiency.trainable import freeze
 
 log = logging.getLogger(__name__)
 AGREE, LOSS_RATIO = 0.99, 1.03  # the official labelling thresholds
@@ -74,8 +75,7 @@ def gate_dataset(loop: LayerLoop, batches: list[dict]) -> list[list[tuple[torch.
 
 def train_gates(loop: LayerLoop, gates: Gates, batches: list[dict], steps: int, lr: float = 1e-3, seed: int = 0) -> list[dict]:
     """Gate training with the LLM frozen; returns the per-step log (layer, loss, share of exit labels)."""
-    for p in loop.model.parameters():
-        p.requires_grad_(False)
+    freeze(loop.model)
     data = gate_dataset(loop, batches)
     rng = random.Random(seed)
     torch.manual_seed(seed)

@@ -30,6 +30,7 @@ from torch import nn
 from training.efficiency.data import answer_logits
 from training.efficiency.layer_loop import LayerLoop, Policy, RunResult, TokenState
 from training.efficiency.spans import position_ids_from_mask
+from training.efficiency.trainable import freeze, param_groups
 
 WINDOW, N_QUERIES, QUERY_LAYER = 3, 9, 8
 
@@ -120,15 +121,7 @@ def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict],
     """LM loss on the answer tokens through the pooled image, the decoder frozen; the pooling (and the
     projector when ``projector_lr`` > 0) learns."""
     model = loop.model
-    for p in model.parameters():
-        p.requires_grad_(False)
-    groups = [{"params": list(pool.parameters()), "lr": lr}]
-    projector = model.model.multi_modal_projector
-    if projector_lr > 0:
-        for p in projector.parameters():
-            p.requires_grad_(True)
-        groups.append({"params": list(projector.parameters()), "lr": projector_lr})
-    opt = torch.optim.AdamW(groups)
+    opt = torch.optim.AdamW(param_groups(model, pool, lr, model.model.multi_modal_projector, projector_lr))
     rng = random.Random(seed)
     torch.manual_seed(seed)
     pool.train()
@@ -144,6 +137,5 @@ def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict],
         opt.step()
         history.append({"step": step, "lm": float(loss.detach())})
     pool.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     return history

@@ -39,6 +39,7 @@ from kernels.similarity_topk import topk_indices
 from kernels.tokens import gather_kept, scatter_back
 from training.efficiency.data import answer_logits
 from training.efficiency.layer_loop import LayerLoop, LayerTrace, Policy, TokenState
+from training.efficiency.trainable import freeze, param_groups
 
 log = logging.getLogger(__name__)
 CAPACITY, PREFILL_THRESHOLD, DECODE_THRESHOLD, AUX_WEIGHT = 0.5, 0.005, 0.5, 0.01  # from the paper's code
@@ -142,14 +143,7 @@ def finetune(loop: LayerLoop, policy: MoDPolicy, batches: list[dict], steps: int
     random.seed(seed)
     torch.manual_seed(seed)
     model = loop.model
-    for p in model.parameters():
-        p.requires_grad_(False)
-    groups = [{"params": list(policy.parameters()), "lr": router_lr}]
-    if lr > 0:  # lr = 0: the router alone learns, the decoder stays as it was
-        for p in loop.layers.parameters():
-            p.requires_grad_(True)
-        groups.append({"params": list(loop.layers.parameters()), "lr": lr})
-    opt = torch.optim.AdamW(groups)
+    opt = torch.optim.AdamW(param_groups(model, policy, router_lr, loop.layers, lr))  # lr = 0: the router alone learns
     policy.train()
     history = []
     rng = random.Random(seed)
@@ -165,6 +159,5 @@ def finetune(loop: LayerLoop, policy: MoDPolicy, batches: list[dict], steps: int
         opt.step()
         history.append({"step": step, "lm": float(lm.detach()), "aux": float(aux.detach())})
     policy.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     return history

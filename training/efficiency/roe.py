@@ -26,6 +26,7 @@ from torch import nn
 
 from training.efficiency.data import answer_logits, per_sample_ce
 from training.efficiency.layer_loop import LayerLoop, LayerTrace, Policy, TokenState
+from training.efficiency.trainable import freeze
 
 SKIP_RATIO, CE_SCALE = 0.3, 5.0  # regulariser constants of the official code
 T0, BIAS0 = 2.0, 2.0  # start of the annealing in phase 2 (our choice; the paper anneals both to 1 and 0)
@@ -150,8 +151,7 @@ def train(loop: LayerLoop, roe: RoE, batches: list[dict], steps: int, lr: float 
     opt = torch.optim.AdamW([{"params": list(roe.adapters.parameters()), "lr": lr},
                              {"params": list(roe.routers.parameters()) + [roe.route_token], "lr": lr},
                              {"params": list(loop.layers.parameters()), "lr": llm_lr}])
-    for p in loop.model.parameters():
-        p.requires_grad_(False)
+    freeze(loop.model)
     history = []
     for step in range(steps):
         phase, roe.temperature, roe.bias = curriculum(step, steps)
@@ -171,7 +171,6 @@ def train(loop: LayerLoop, roe: RoE, batches: list[dict], steps: int, lr: float 
         loss.backward()
         opt.step()
         history.append({"step": step, "phase": phase, "lm": float(ce.mean().detach()), "reg": float(reg.detach()), "skip": float(skip.mean().detach())})
-    for p in loop.model.parameters():
-        p.requires_grad_(False)
+    freeze(loop.model)
     roe.mode = "hard"
     return history
