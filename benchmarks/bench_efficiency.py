@@ -95,23 +95,23 @@ def rows_for(model: Path, quick: bool) -> tuple[list[dict], dict]:
 
 def reference_points(cfg, ref) -> list[dict]:
     """The same measurement of two runs that are not methods: no image at all, and a bfloat16 decoder."""
-    from training.efficiency.runner import DecoderRunner, Policy
+    from training.efficiency.layer_loop import LayerLoop, Policy
     from training.efficiency.stages import Session
 
     class NoImage(Policy):
-        def before_layer(self, runner, layer, state):
+        def before_layer(self, loop, layer, state):
             return ~state.vision if layer == 0 else None
 
     t = time.perf_counter()
     s = Session(cfg, ref)
-    half = DecoderRunner(copy.deepcopy(s.model).to(torch.bfloat16))
+    half = LayerLoop(copy.deepcopy(s.model).to(torch.bfloat16))
 
     def bf16(batch, state):
         res = half.run(replace(state, hidden=state.hidden.to(torch.bfloat16)))
         res.hidden = res.hidden.float()  # the float32 LM head reads it
         return res
 
-    rows = [{"method": "reference", "setting": "no image", **s.measure(lambda batch, state: s.runner.run(state, NoImage()))},
+    rows = [{"method": "reference", "setting": "no image", **s.measure(lambda batch, state: s.loop.run(state, NoImage()))},
             {"method": "reference", "setting": "bfloat16 decoder", **s.measure(bf16)}]
     for r in rows:
         r["seconds"] = (time.perf_counter() - t) / 2

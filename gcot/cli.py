@@ -34,7 +34,7 @@ from pipeline.longv.steps import LongVConfig  # noqa: E402
 from pipeline.steps import BuildConfig  # noqa: E402
 from training.efficiency.cli import EfficiencyCommand  # noqa: E402
 from training.finetune import FinetuneCommand  # noqa: E402
-from training.gcot_runner import RunCommand  # noqa: E402
+from training.generate import RunCommand  # noqa: E402
 from training.tiny_llava import TinyModelCommand  # noqa: E402
 
 log = logging.getLogger("gcot")

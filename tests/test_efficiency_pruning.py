@@ -10,7 +10,7 @@ from efficiency_models import ragged_batch, tiny_llava
 
 from training.efficiency.fitprune import FitPrunePolicy, Recipe, _Recorder, calibrate, drop_set
 from training.efficiency.gprune import GPrunePolicy
-from training.efficiency.runner import DecoderRunner
+from training.efficiency.layer_loop import LayerLoop
 from training.efficiency.spans import find_spans, position_ids_from_mask
 
 
@@ -52,7 +52,7 @@ def test_statistics_equal_the_eager_attention_map(model):
     batch = ragged_batch()
     rec = _Recorder()
     with torch.no_grad():
-        DecoderRunner(model).forward(batch, rec)
+        LayerLoop(model).forward(batch, rec)
     slow = slow_stats(model, batch)
     for layer in range(3):
         for b in range(3):
@@ -123,8 +123,8 @@ def slow_calibration(stats, d, m, layers, budget_fraction):
 @pytest.mark.parametrize("budget", [0.5, 0.7])
 def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model, budget, tmp_path):
     batches = [ragged_batch(seed=s) for s in (0, 1)]
-    runner = DecoderRunner(model)
-    recipe = calibrate(runner, batches, budget)
+    loop = LayerLoop(model)
+    recipe = calibrate(loop, batches, budget)
     stats = [sample for b in batches for sample in slow_stats(model, b)]
     cfg = model.config.text_config
     alpha, drops = slow_calibration(stats, cfg.hidden_size, cfg.intermediate_size, 3, budget)
@@ -133,20 +133,20 @@ def test_calibration_equals_a_direct_search_and_inference_meets_the_budget(model
     assert Recipe.load(recipe.save(tmp_path / "recipe.json")) == recipe
 
     with torch.no_grad():
-        res, _ = runner.forward(batches[0], FitPrunePolicy(recipe.drop_per_layer))
+        res, _ = loop.forward(batches[0], FitPrunePolicy(recipe.drop_per_layer))
     left = 9
     for layer, t in enumerate(res.trace):
         assert t.n_vision_attn.tolist() == [left] * 3
         left -= drops[layer]
         assert t.n_vision_mlp.tolist() == [left] * 3
-    assert (res.flops(runner.shape, vision_only=True) <= budget * recipe.visual_macs_unpruned * 2).all()
+    assert (res.flops(loop.shape, vision_only=True) <= budget * recipe.visual_macs_unpruned * 2).all()
 
 
 def test_inference_drops_the_lowest_cross_times_self(model):
     batch = ragged_batch()
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     with torch.no_grad():
-        res, spans = runner.forward(batch, FitPrunePolicy([3, 0, 0]))
+        res, spans = loop.forward(batch, FitPrunePolicy([3, 0, 0]))
     slow = slow_stats(model, batch)
     for b in range(3):
         cross, self_ = slow[b][0]
@@ -162,10 +162,10 @@ def test_gprune_keeps_each_samples_top_tokens_alone(model):
     from kernels.similarity_topk import propagated_score
 
     batch = ragged_batch()
-    runner = DecoderRunner(model)
-    state, spans = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+    loop = LayerLoop(model)
+    state, spans = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
     with torch.no_grad():
-        res = runner.run(state, GPrunePolicy(keep_ratio=0.4))
+        res = loop.run(state, GPrunePolicy(keep_ratio=0.4))
     for b in range(3):
         v0, v1 = spans.vision[b].tolist()
         x = state.hidden[b:b + 1, v0:v1]

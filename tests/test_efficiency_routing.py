@@ -10,9 +10,9 @@ from efficiency_models import ragged_batch, tiny_llava
 
 from training.efficiency.flashsloth import InstructionQueries, SpatialAttentionPool, pool_state, run_pooled, train_pool
 from training.efficiency.gamma_mod import AUX_WEIGHT, MoDPolicy, arank, attention_rank, finetune, layers_to_convert
+from training.efficiency.layer_loop import LayerLoop
 from training.efficiency.roe import RoE, curriculum, sparsity_regulariser
 from training.efficiency.roe import train as roe_train
-from training.efficiency.runner import DecoderRunner
 from training.efficiency.spans import position_ids_from_mask
 
 
@@ -34,7 +34,7 @@ def test_arank_equals_the_eager_maps(model):
     import numpy as np
 
     batch = ragged_batch()
-    got = arank(DecoderRunner(model), [batch])
+    got = arank(LayerLoop(model), [batch])
     model.set_attn_implementation("eager")
     try:
         with torch.no_grad():
@@ -53,27 +53,27 @@ def test_arank_equals_the_eager_maps(model):
         assert got[layer] == pytest.approx(sum(ranks) / len(ranks))
 
 
-def _mod_layer_directly(runner, layer, x, b, idx, p):
+def _mod_layer_directly(loop, layer, x, b, idx, p):
     """Layer ``layer`` on sample b's tokens ``idx`` alone (original positions), MLP scaled by their p."""
-    lay = runner.layers[layer]
+    lay = loop.layers[layer]
     h = x.hidden[b:b + 1, idx]
-    pe = runner.lm.rotary_emb(h, x.position_ids[b:b + 1, idx])
+    pe = loop.lm.rotary_emb(h, x.position_ids[b:b + 1, idx])
     h = h + lay.self_attn(lay.input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]
     return (h + lay.mlp(lay.post_attention_layernorm(h)) * p[b, idx][None, :, None])[0]
 
 
 def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     batch = ragged_batch()
     torch.manual_seed(1)
     pol = MoDPolicy(32, [1])
     pol.train()
-    layer = runner.layers[1]
+    layer = loop.layers[1]
     with torch.no_grad():
-        state, spans = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
-        x = runner.run(state, stop=1, final_norm=False).state  # input of layer 1
+        state, spans = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
+        x = loop.run(state, stop=1, final_norm=False).state  # input of layer 1
         forced = x.text | x.answer
-        res = runner.run(x, pol, start=1, stop=2, final_norm=False)
+        res = loop.run(x, pol, start=1, stop=2, final_norm=False)
         logits = pol.router(layer.input_layernorm(x.hidden))  # the router reads the layer's normed input
         p = torch.softmax(logits, -1)[..., 1]
         member = torch.zeros_like(p)
@@ -85,7 +85,7 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
             go = sorted(top + [i for i in range(x.hidden.shape[1]) if v[i] and forced[b, i]])
             member[b, go] = 1
             out = res.state.hidden[b]
-            assert torch.allclose(out[go], _mod_layer_directly(runner, 1, x, b, go, p), atol=1e-5)  # every token through: MLP x p
+            assert torch.allclose(out[go], _mod_layer_directly(loop, 1, x, b, go, p), atol=1e-5)  # every token through: MLP x p
             skipped = [i for i in routable if i not in top]
             assert torch.equal(out[skipped], x.hidden[b, skipped])  # skipped tokens pass unchanged
             assert res.trace[0].n_attn[b].item() == len(go)
@@ -95,7 +95,7 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
     pol.eval()
     with torch.no_grad():
         pol.router.bias.copy_(torch.tensor([10.0, -10.0]))  # p ~ 2e-9 < 0.005: every prompt token skips
-        res = runner.run(x, pol, start=1, stop=2, final_norm=False)
+        res = loop.run(x, pol, start=1, stop=2, final_norm=False)
     assert res.trace[0].n_attn.tolist() == (x.valid & x.answer).sum(1).tolist()
     # the decoding rule: an answer token with p < 0.5 skips the layer (attention as query and key, and MLP)
     torch.manual_seed(3)
@@ -106,23 +106,23 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
         assert (answer & (p < 0.5)).any() and (answer & (p >= 0.5)).any()  # this seed splits them
         prompt = x.valid & ~x.answer & (p > 0.005)
         pol.decode = True
-        res = runner.run(x, pol, start=1, stop=2, final_norm=False)
+        res = loop.run(x, pol, start=1, stop=2, final_norm=False)
         go = prompt | (answer & (p >= 0.5))
         assert res.trace[0].n_attn.tolist() == go.sum(1).tolist()
         skipped = answer & (p < 0.5)
         assert torch.equal(res.state.hidden[skipped], x.hidden[skipped])
         for b in range(3):  # the tokens that went through: the layer on exactly those
             idx = torch.nonzero(go[b]).flatten()
-            assert torch.allclose(res.state.hidden[b, idx], _mod_layer_directly(runner, 1, x, b, idx, p), atol=1e-5)
+            assert torch.allclose(res.state.hidden[b, idx], _mod_layer_directly(loop, 1, x, b, idx, p), atol=1e-5)
         pol.decode = False
-        assert runner.run(x, pol, start=1, stop=2, final_norm=False).trace[0].n_attn.tolist() == (prompt | answer).sum(1).tolist()
+        assert loop.run(x, pol, start=1, stop=2, final_norm=False).trace[0].n_attn.tolist() == (prompt | answer).sum(1).tolist()
 
 
 def test_mod_finetuning_lowers_the_aux_loss():
     model = tiny_llava(layers=3, seed=1)
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     pol = MoDPolicy(32, [1, 2])
-    hist = finetune(runner, pol, [ragged_batch(seed=s) for s in range(2)], steps=40, lr=1e-3, router_lr=1e-2)
+    hist = finetune(loop, pol, [ragged_batch(seed=s) for s in range(2)], steps=40, lr=1e-3, router_lr=1e-2)
     assert AUX_WEIGHT == 0.01 and not pol.training
     # the targets are the router's own top-k, so the aux loss falls as the router grows decisive
     assert sum(h["aux"] for h in hist[-5:]) < 0.85 * sum(h["aux"] for h in hist[:5])
@@ -140,7 +140,7 @@ def test_roe_regulariser_and_curriculum_by_hand():
 
 
 def test_roe_routing_token_run_and_skip_paths(model):
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     batch = ragged_batch(left_pad=False)
     roe = RoE(32, 3, adapter_dim=16)
     with torch.no_grad():
@@ -150,42 +150,42 @@ def test_roe_routing_token_run_and_skip_paths(model):
         for r in roe.routers:
             r.weight.zero_()
             r.bias.copy_(torch.tensor([1.0, 0.0]))  # run every layer
-        run_all = roe.forward_batch(runner, batch)
+        run_all = roe.forward_batch(loop, batch)
         # direct: the routing token spliced into the embeddings, the plain HF decoder
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
         for b in range(3):
             first_answer = int(torch.nonzero(batch["labels"][b] != -100)[0])
             n = int(batch["attention_mask"][b].sum())
             h = torch.cat([state.hidden[b, :first_answer], roe.route_token[None], state.hidden[b, first_answer:n]])[None]
-            out = runner.lm.norm(runner.lm(inputs_embeds=h, position_ids=torch.arange(n + 1)[None]).last_hidden_state)
+            out = loop.lm.norm(loop.lm(inputs_embeds=h, position_ids=torch.arange(n + 1)[None]).last_hidden_state)
             assert torch.allclose(run_all.hidden[b, : n + 1], out[0], atol=1e-4)
             assert run_all.state.position_ids[b, first_answer + 1].item() == first_answer + 1
         for r in roe.routers:
             r.bias.copy_(torch.tensor([0.0, 1.0]))  # skip every layer
-        skip_all = roe.forward_batch(runner, batch)
+        skip_all = roe.forward_batch(loop, batch)
         h = roe.insert(state).hidden
         for a in roe.adapters:
             h = h + a(h)
-        assert torch.allclose(skip_all.hidden, runner.lm.norm(h), atol=1e-5)
+        assert torch.allclose(skip_all.hidden, loop.lm.norm(h), atol=1e-5)
         assert all(t.n_attn.sum() == 0 for t in skip_all.trace)
 
 
 def test_roe_curriculum_trains_the_right_parts_per_phase():
     batches = [ragged_batch(seed=s) for s in range(2)]
     # one step is phase 1: random routing, adapters only
-    runner = DecoderRunner(tiny_llava(layers=2, seed=2))
+    loop = LayerLoop(tiny_llava(layers=2, seed=2))
     roe = RoE(32, 2, adapter_dim=16)
-    router, llm, adapter = roe.routers[0].weight.clone(), runner.layers[0].mlp.up_proj.weight.clone(), roe.adapters[0][-1].weight.clone()
-    assert [h["phase"] for h in roe_train(runner, roe, batches, steps=1)] == [1]
-    assert torch.equal(roe.routers[0].weight, router) and torch.equal(runner.layers[0].mlp.up_proj.weight, llm)
+    router, llm, adapter = roe.routers[0].weight.clone(), loop.layers[0].mlp.up_proj.weight.clone(), roe.adapters[0][-1].weight.clone()
+    assert [h["phase"] for h in roe_train(loop, roe, batches, steps=1)] == [1]
+    assert torch.equal(roe.routers[0].weight, router) and torch.equal(loop.layers[0].mlp.up_proj.weight, llm)
     assert not torch.equal(roe.adapters[0][-1].weight, adapter)
     # ten steps: 3 of phase 1, 2 of phase 2 (routers join), 5 of phase 3 (the decoder joins)
-    runner = DecoderRunner(tiny_llava(layers=2, seed=2))
+    loop = LayerLoop(tiny_llava(layers=2, seed=2))
     roe = RoE(32, 2, adapter_dim=16)
-    router, llm = roe.routers[0].weight.clone(), runner.layers[0].mlp.up_proj.weight.clone()
-    hist = roe_train(runner, roe, batches, steps=10)
+    router, llm = roe.routers[0].weight.clone(), loop.layers[0].mlp.up_proj.weight.clone()
+    hist = roe_train(loop, roe, batches, steps=10)
     assert [h["phase"] for h in hist] == [1, 1, 1, 2, 2, 3, 3, 3, 3, 3]
-    assert not torch.equal(roe.routers[0].weight, router) and not torch.equal(runner.layers[0].mlp.up_proj.weight, llm)
+    assert not torch.equal(roe.routers[0].weight, router) and not torch.equal(loop.layers[0].mlp.up_proj.weight, llm)
     assert roe.mode == "hard" and all(h["reg"] == 0 for h in hist[:3])
 
 
@@ -229,13 +229,13 @@ def test_pooled_image_runs_as_a_sequence_built_with_the_pooled_tokens():
     positions 0.. without gaps (a direct implementation through the model's own forward)."""
     model = tiny_llava(layers=2, image_size=24, patch=4)  # 6 x 6 = 36 image tokens -> 2 x 2 pooled
     batch = ragged_batch(n_img=36)
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     torch.manual_seed(1)
     pool = SpatialAttentionPool(32, mlp_hidden=8).eval()  # random scores: not average pooling
     with torch.no_grad():
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
+        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
         pooled = pool_state(state, pool)
-        res = run_pooled(runner, state, pool)
+        res = run_pooled(loop, state, pool)
         for b in range(3):
             real = state.valid[b]
             vis = state.vision[b][real]
@@ -257,12 +257,12 @@ def test_pooled_image_runs_as_a_sequence_built_with_the_pooled_tokens():
 def test_pool_training_lowers_the_answer_loss_and_leaves_the_decoder_alone():
     model = tiny_llava(layers=2, image_size=24, patch=4)
     batch = ragged_batch(n_img=36)
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     pool = SpatialAttentionPool(32, mlp_hidden=8).start_uniform()
-    decoder = {k: v.clone() for k, v in runner.layers.state_dict().items()}
+    decoder = {k: v.clone() for k, v in loop.layers.state_dict().items()}
     projector = model.model.multi_modal_projector.linear_1.weight.clone()
-    hist = train_pool(runner, pool, [batch], steps=30, lr=1e-2, projector_lr=1e-2)
+    hist = train_pool(loop, pool, [batch], steps=30, lr=1e-2, projector_lr=1e-2)
     assert hist[-1]["lm"] < hist[0]["lm"]
-    assert all(torch.equal(v, runner.layers.state_dict()[k]) for k, v in decoder.items())
+    assert all(torch.equal(v, loop.layers.state_dict()[k]) for k, v in decoder.items())
     assert not torch.equal(projector, model.model.multi_modal_projector.linear_1.weight)
     assert not any(p.requires_grad for p in model.parameters())

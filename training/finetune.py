@@ -44,6 +44,8 @@ env.apply()
 
 from pydantic import Field  # noqa: E402
 
+from training.data import Conversations, collate, encode  # noqa: E402
+
 
 class FinetuneConfig(Config):
     """Fine-tune an image-text model on a release's conversations with PEFT LoRA."""
@@ -89,59 +91,6 @@ class FinetuneCommand(FinetuneConfig, ConfigCommand):
         if self.resume and self.config is None and "out" in self.model_fields_set and (Path(self.out) / "config.yaml").exists():
             self.config = Path(self.out) / "config.yaml"
         return train(self.resolve(), resume=self.resume)
-
-
-class GCoTConversations:
-    """The release's LLaVA rows (plain and ``_cot``), with images from its Parquet shards."""
-
-    def __init__(self, release: Path, split: str):
-        from pipeline.release.arrow import read_images
-
-        self.rows = json.loads((release / "llava" / f"{split}.json").read_text())
-        self.images = read_images(sorted((release / "data").glob(f"{split}-*.parquet")))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def item(self, i: int):
-        import io
-
-        from PIL import Image
-
-        row = self.rows[i]
-        human, gpt = row["conversations"][0]["value"], row["conversations"][1]["value"]
-        return Image.open(io.BytesIO(self.images[row["image"]])).convert("RGB"), human.removeprefix("<image>\n"), gpt
-
-
-def encode(processor, image, user_text: str, answer: str, max_length: int) -> dict:
-    """input_ids and labels of one conversation: the loss covers the answer tokens only."""
-    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
-    full = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-    full_text = processor.apply_chat_template(full, tokenize=False)
-    enc = processor(images=[image], text=[full_text], return_tensors="pt")
-    n_prompt = processor(images=[image], text=[prompt_text], return_tensors="pt")["input_ids"].shape[1]
-    ids = enc["input_ids"][0][:max_length]
-    labels = ids.clone()
-    labels[:n_prompt] = -100
-    # the vision inputs as the processor made them: LLaVA's pixel_values [1, 3, H, W]; Qwen2-VL's
-    # flattened patches [n, D] with image_grid_thw [1, 3]; collate concatenates each along dim 0
-    vision = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    return {"input_ids": ids, "labels": labels, "vision": vision}
-
-
-def collate(items: list[dict], pad_id: int) -> dict:
-    import torch
-
-    n = max(len(x["input_ids"]) for x in items)
-    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # [B, T], right-padded for training
-    labels = torch.full((len(items), n), -100, dtype=torch.long)
-    mask = torch.zeros((len(items), n), dtype=torch.long)
-    for i, x in enumerate(items):
-        k = len(x["input_ids"])
-        ids[i, :k], labels[i, :k], mask[i, :k] = x["input_ids"], x["labels"], 1
-    vision = {k: torch.cat([x["vision"][k] for x in items]) for k in items[0]["vision"]}
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, **vision}
 
 
 @dataclass
@@ -253,7 +202,7 @@ class Recipe:
         self.model = get_peft_model(model, lora)
         if quant is None:
             self.model.to(self.device)
-        self.data = GCoTConversations(release, "train")
+        self.data = Conversations(release, "train")
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.dist.world > 1:  # the same seed gives the same LoRA init everywhere; make it certain
             import torch.distributed as tdist
@@ -383,7 +332,7 @@ class Recipe:
             return None
         from pipeline.evaluation import official, report, strict
         from pipeline.evaluation.results import read_results
-        from training.gcot_runner import RunConfig, run
+        from training.generate import RunConfig, run
 
         merged = self.out / "merged"
         self.model.merge_and_unload().save_pretrained(merged)

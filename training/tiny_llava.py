@@ -1,10 +1,12 @@
-"""A small LLaVA-style model built from a config, with a tokenizer trained on a release's text.
+"""A small LLaVA-style model built from a config, with a tokenizer trained on a release's train text.
 
-The offline default of the model runner and of fine-tuning: nothing is downloaded. A CLIP-style
-vision tower, LLaVA's two-layer projector and a Llama decoder, all a few layers deep; the tokenizer
-is a byte-level BPE trained with `tokenizers` on the release's questions, steps and answers, so it
-covers every string the data can hold. The result is saved as an ordinary Hugging Face checkpoint
-(``AutoModelForImageTextToText`` / ``AutoProcessor`` load it with ``local_files_only=True``).
+The offline default of generation (`training/generate.py`) and of fine-tuning: nothing is
+downloaded. A CLIP-style vision tower, LLaVA's two-layer projector and a Llama decoder, all a few
+layers deep; the tokenizer is a byte-level BPE trained with `tokenizers` on the prompts and the train
+split's questions, steps and answers (never validation or test text: what a model is evaluated on
+stays unseen, its vocabulary included); byte-level, so it still encodes every string. The result is
+saved as an ordinary Hugging Face checkpoint (``AutoModelForImageTextToText`` / ``AutoProcessor`` load
+it with ``local_files_only=True``).
 """
 
 from __future__ import annotations
@@ -109,15 +111,14 @@ def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None
 
 
 def release_texts(release_dir: str | Path) -> list[str]:
-    """Questions, step lines, answers and the prompts of a release: the tokenizer's training text."""
-    import json
-
+    """The prompts, then the turns of the train split's LLaVA conversations (questions with their
+    prompts, step lines, answers): the tokenizer's training text. The train split only."""
     from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
+    from training.data import llava_rows, split_examples
 
     texts = [PLAIN_PROMPT, COT_PROMPT, "Please provide the bounding box coordinate of the region for the final answer.", "USER: ASSISTANT: Final Answer:"]
-    for f in sorted(Path(release_dir, "llava").glob("*.json")):
-        for row in json.loads(f.read_text()):
-            texts += [turn["value"] for turn in row["conversations"]]
+    for row in llava_rows(split_examples(release_dir, "train")):
+        texts += [turn["value"] for turn in row["conversations"]]
     return texts
 
 

@@ -1,6 +1,6 @@
 """Efficiency-method stages for LLaVA-style models (see ../../README.md, "Efficiency stages and kernels").
 
-`spans` (per-sample vision/text spans), `runner` (the decoder loop that drops tokens), `flops`,
+`spans` (per-sample vision/text spans), `layer_loop` (the decoder layer loop that drops tokens), `flops`,
 `data` (release batches and the fine-tuned model), and one module per method: `fitprune`, `gprune`,
 `dyvte`, `gamma_mod`, `roe`, `flashsloth`. The CLI is ``python -m training.efficiency METHOD``.
 """

@@ -2,9 +2,9 @@
 
 A run folder of `training/finetune.py` holds ``merged/`` (base + LoRA merged, written by its evaluation)
 or ``base/`` + ``adapter/``; either way the stages get one plain model with the LoRA merged in, since
-pruning and routing act on the decoder's own modules. Batches are the release's LLaVA conversations,
-encoded as fine-tuning encodes them (`training.finetune.encode`): prompt + answer with labels on the
-answer tokens, so next-token agreement can be measured on the answer by teacher forcing.
+pruning and routing act on the decoder's own modules. Batches are the release's LLaVA conversations
+(`training.data`, the reader fine-tuning uses), encoded as fine-tuning encodes them: prompt + answer with
+labels on the answer tokens, so next-token agreement can be measured on the answer by teacher forcing.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def load_model(path: str | Path, device: str = "cpu"):
 def release_batches(release: str | Path, processor, split: str, batch_size: int, limit: int | None = None, seed: int = 0,
                     max_length: int = 384, shuffle: bool = False):
     """Lists of collated batches (input_ids, attention_mask, labels, pixel_values), right-padded."""
-    from training.finetune import GCoTConversations, collate, encode
+    from training.data import Conversations, collate, encode
 
-    data = GCoTConversations(Path(release), split)
+    data = Conversations(release, split)
     idx = list(range(len(data)))
     if shuffle:
         random.Random(seed).shuffle(idx)
@@ -70,10 +70,10 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pos, valid
 
 
-def answer_logits(runner, result, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_logits(loop, result, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher-forced answer predictions of a run: (logits [B, P, V], targets [B, P], valid [B, P])."""
     pos, valid = answer_positions(batch["labels"])
-    logits = runner.logits(result.hidden_at(pos)).float()
+    logits = loop.logits(result.hidden_at(pos)).float()
     targets = torch.gather(batch["labels"], 1, (pos + 1).clamp(max=batch["labels"].shape[1] - 1))
     return logits, targets.masked_fill(~valid, 0), valid
 

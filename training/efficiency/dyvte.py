@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from training.efficiency.data import answer_logits, per_sample_ce
-from training.efficiency.runner import DecoderRunner, Policy, TokenState
+from training.efficiency.layer_loop import LayerLoop, Policy, TokenState
+from training.efficiency.trainable import freeze
 
 log = logging.getLogger(__name__)
 AGREE, LOSS_RATIO = 0.99, 1.03  # the official labelling thresholds
@@ -49,34 +50,33 @@ def gate_features(state: TokenState) -> torch.Tensor:
 
 
 @torch.no_grad()
-def exit_labels(runner: DecoderRunner, state: TokenState, layer: int, batch: dict) -> torch.Tensor:
+def exit_labels(loop: LayerLoop, state: TokenState, layer: int, batch: dict) -> torch.Tensor:
     """[B] long: 1 where removing the visual tokens from ``layer`` on keeps the answer (the official rule)."""
-    normal = runner.run(state, start=layer)
-    masked = runner.run(state.keep(~state.vision), start=layer)
-    ln, targets, valid = answer_logits(runner, normal, batch)
-    lm, _, _ = answer_logits(runner, masked, batch)
+    normal = loop.run(state, start=layer)
+    masked = loop.run(state.keep(~state.vision), start=layer)
+    ln, targets, valid = answer_logits(loop, normal, batch)
+    lm, _, _ = answer_logits(loop, masked, batch)
     agree = ((ln.argmax(-1) == lm.argmax(-1)) & valid).sum(1) / valid.sum(1).clamp(min=1)
     safe = (agree > AGREE) & (per_sample_ce(lm, targets, valid) < LOSS_RATIO * per_sample_ce(ln, targets, valid))
     return safe.long()
 
 
 @torch.no_grad()
-def gate_dataset(runner: DecoderRunner, batches: list[dict]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def gate_dataset(loop: LayerLoop, batches: list[dict]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """[layer] -> list of (features [B, 2D], labels [B]) over the batches (the LLM is frozen: computed once)."""
-    data: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in runner.layers]
+    data: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in loop.layers]
     for batch in batches:
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
-        for layer in range(len(runner.layers)):
-            data[layer].append((gate_features(state), exit_labels(runner, state, layer, batch)))
-            state = runner.run(state, start=layer, stop=layer + 1, final_norm=False).state
+        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        for layer in range(len(loop.layers)):
+            data[layer].append((gate_features(state), exit_labels(loop, state, layer, batch)))
+            state = loop.run(state, start=layer, stop=layer + 1, final_norm=False).state
     return data
 
 
-def train_gates(runner: DecoderRunner, gates: Gates, batches: list[dict], steps: int, lr: float = 1e-3, seed: int = 0) -> list[dict]:
+def train_gates(loop: LayerLoop, gates: Gates, batches: list[dict], steps: int, lr: float = 1e-3, seed: int = 0) -> list[dict]:
     """Gate training with the LLM frozen; returns the per-step log (layer, loss, share of exit labels)."""
-    for p in runner.model.parameters():
-        p.requires_grad_(False)
-    data = gate_dataset(runner, batches)
+    freeze(loop.model)
+    data = gate_dataset(loop, batches)
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(gates.parameters(), lr=lr)
@@ -98,7 +98,7 @@ class DyVTEPolicy(Policy):
         self.exit_layer: torch.Tensor | None = None  # [B] the layer each sample exited at (-1 = never), after a run
 
     @torch.no_grad()
-    def before_layer(self, runner, layer, state):
+    def before_layer(self, loop, layer, state):
         b = state.hidden.shape[0]
         if layer == 0 or self.exit_layer is None or self.exit_layer.shape[0] != b:
             self.exit_layer = torch.full((b,), -1, dtype=torch.long)

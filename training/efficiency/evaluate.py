@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from training.efficiency.data import answer_logits
-from training.efficiency.runner import DecoderRunner, Policy, RunResult
+from training.efficiency.layer_loop import LayerLoop, Policy, RunResult
 
 
 @dataclass
@@ -44,21 +44,21 @@ def _timed(fn: Callable[[], RunResult], repeats: int) -> tuple[RunResult, float]
     return out, best
 
 
-def _embedded(runner: DecoderRunner, batch: dict):
-    return runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))[0]
+def _embedded(loop: LayerLoop, batch: dict):
+    return loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))[0]
 
 
 @torch.no_grad()
-def reference(runner: DecoderRunner, batches: list[dict], repeats: int = 3) -> Reference:
+def reference(loop: LayerLoop, batches: list[dict], repeats: int = 3) -> Reference:
     preds, valids, flops, fv, secs, n = [], [], 0.0, 0.0, 0.0, 0
     for batch in batches:
-        state = _embedded(runner, batch)
-        res, dt = _timed(lambda state=state: runner.run(state, Policy()), repeats)
-        logits, _, valid = answer_logits(runner, res, batch)
+        state = _embedded(loop, batch)
+        res, dt = _timed(lambda state=state: loop.run(state, Policy()), repeats)
+        logits, _, valid = answer_logits(loop, res, batch)
         preds.append(logits.argmax(-1))
         valids.append(valid)
-        flops += float(res.flops(runner.shape).sum())
-        fv += float(res.flops(runner.shape, vision_only=True).sum())
+        flops += float(res.flops(loop.shape).sum())
+        fv += float(res.flops(loop.shape, vision_only=True).sum())
         secs += dt
         n += batch["input_ids"].shape[0]
     return Reference(preds, valids, flops / n, fv / n, 1000 * secs / n)
@@ -70,18 +70,18 @@ def digit_tokens(tokenizer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def answer_loss(runner: DecoderRunner, batches: list[dict], run: Callable[[dict, object], RunResult]) -> float:
+def answer_loss(loop: LayerLoop, batches: list[dict], run: Callable[[dict, object], RunResult]) -> float:
     """Mean cross-entropy of the answer tokens (token-weighted) under ``run(batch, state)``."""
     total = count = 0.0
     for batch in batches:
-        logits, targets, valid = answer_logits(runner, run(batch, _embedded(runner, batch)), batch)
+        logits, targets, valid = answer_logits(loop, run(batch, _embedded(loop, batch)), batch)
         total += float(torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum"))
         count += int(valid.sum())
     return total / max(1, count)
 
 
 @torch.no_grad()
-def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Callable[[dict, object], RunResult], repeats: int = 3,
+def compare(loop: LayerLoop, batches: list[dict], ref: Reference, run: Callable[[dict, object], RunResult], repeats: int = 3,
             digits: torch.Tensor | None = None) -> dict:
     """``run(batch, state)`` -> RunResult of the method; returns the row of numbers. ``digits``: see `digit_tokens`."""
     agree = total = first = 0
@@ -89,14 +89,14 @@ def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Cal
     flops = fv = secs = dense_secs = 0.0
     n = 0
     for i, batch in enumerate(batches):
-        state = _embedded(runner, batch)
+        state = _embedded(loop, batch)
         dt = ddt = float("inf")
         for _ in range(repeats):  # the unchanged model timed right beside the method: the machine is shared
-            _, d = _timed(lambda state=state: runner.run(state, Policy()), 1)
+            _, d = _timed(lambda state=state: loop.run(state, Policy()), 1)
             res, m = _timed(lambda batch=batch, state=state: run(batch, state), 1)
             dt, ddt = min(dt, m), min(ddt, d)
         dense_secs += ddt
-        logits, targets, _ = answer_logits(runner, res, batch)
+        logits, targets, _ = answer_logits(loop, res, batch)
         ok = ref.valid[i]
         same = (logits.argmax(-1) == ref.predictions[i]) & ok
         agree += int(same.sum())
@@ -107,8 +107,8 @@ def compare(runner: DecoderRunner, batches: list[dict], ref: Reference, run: Cal
                 split[kind][0] += int((same & where).sum())
                 split[kind][1] += int(where.sum())
         first += int(same[:, 0].sum())  # the prediction at the end of the prompt: the first answer token
-        flops += float(res.flops(runner.shape).sum())
-        fv += float(res.flops(runner.shape, vision_only=True).sum())
+        flops += float(res.flops(loop.shape).sum())
+        fv += float(res.flops(loop.shape, vision_only=True).sum())
         secs += dt
         n += batch["input_ids"].shape[0]
     return {

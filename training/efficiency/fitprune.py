@@ -31,7 +31,7 @@ import torch
 from kernels.attention_mass import attention_mass
 from kernels.similarity_topk import topk_indices
 from training.efficiency.flops import DecoderShape, layer_macs
-from training.efficiency.runner import DecoderRunner, Policy, TokenState
+from training.efficiency.layer_loop import LayerLoop, Policy, TokenState
 
 log = logging.getLogger(__name__)
 ALPHA_STEPS = 100  # alpha on a 0.01 grid, as the official search
@@ -100,20 +100,20 @@ class _Recorder(Policy):
     def wants_qk(self, layer: int) -> bool:
         return True
 
-    def after_attention(self, runner, layer, state, q, k):
+    def after_attention(self, loop, layer, state, q, k):
         cross, self_ = attention_stats(q, k, state)
         vis = state.vision & state.valid
         self.stats.append([(cross[b][vis[b]], self_[b][vis[b]]) for b in range(cross.shape[0])])
         return None
 
 
-def collect_stats(runner: DecoderRunner, batches: list[dict]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def collect_stats(loop: LayerLoop, batches: list[dict]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """Per calibration sample: per layer (cross, self) over its visual tokens, from the unpruned model."""
     samples = []
     with torch.no_grad():
         for batch in batches:
             rec = _Recorder()
-            runner.forward(batch, rec)
+            loop.forward(batch, rec)
             for b in range(batch["input_ids"].shape[0]):
                 samples.append([rec.stats[layer][b] for layer in range(len(rec.stats))])
     return samples
@@ -140,18 +140,18 @@ def recipe_at(samples, alpha: float, shape: DecoderShape, budget_macs: float) ->
     return [int(x) for x in per.mean(0).round().tolist()]
 
 
-def calibrate(runner: DecoderRunner, batches: list[dict], flops_budget: float) -> Recipe:
+def calibrate(loop: LayerLoop, batches: list[dict], flops_budget: float) -> Recipe:
     """Binary search of the smallest alpha (0.01 grid) whose recipe meets ``flops_budget`` x unpruned visual FLOPs."""
     if not 0 < flops_budget <= 1:
         raise ValueError(f"flops_budget is the fraction of visual-token FLOPs kept, in (0, 1]; got {flops_budget}")
-    samples = collect_stats(runner, batches)
+    samples = collect_stats(loop, batches)
     if not samples:
         raise ValueError("no calibration samples")
     n_vis = len(samples[0][0][0])
     counts = sorted({len(s[0][0]) for s in samples})
     if len(counts) > 1:  # a recipe is absolute token counts, as the paper's (fixed-resolution LLaVA-1.5)
         raise ValueError(f"calibration samples have different numbers of visual tokens ({counts}); FitPrune recipes assume one")
-    shape = runner.shape
+    shape = loop.shape
     full = visual_macs(shape, n_vis, [0] * shape.layers)
     budget = flops_budget * full
 
@@ -183,7 +183,7 @@ class FitPrunePolicy(Policy):
     def wants_qk(self, layer: int) -> bool:
         return self.drops[layer] > 0
 
-    def after_attention(self, runner, layer, state, q, k):
+    def after_attention(self, loop, layer, state, q, k):
         if self.drops[layer] == 0:
             return None
         cross, self_ = attention_stats(q, k, state)

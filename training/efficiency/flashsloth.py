@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from training.efficiency.data import answer_logits
-from training.efficiency.runner import DecoderRunner, Policy, RunResult, TokenState
+from training.efficiency.layer_loop import LayerLoop, Policy, RunResult, TokenState
 from training.efficiency.spans import position_ids_from_mask
+from training.efficiency.trainable import freeze, param_groups
 
 WINDOW, N_QUERIES, QUERY_LAYER = 3, 9, 8
 
@@ -111,24 +112,16 @@ def pool_state(state: TokenState, pool: SpatialAttentionPool, grid: tuple[int, i
     return replace(out, position_ids=position_ids_from_mask(out.valid))
 
 
-def run_pooled(runner: DecoderRunner, state: TokenState, pool: SpatialAttentionPool) -> RunResult:
-    return runner.run(pool_state(state, pool), Policy())
+def run_pooled(loop: LayerLoop, state: TokenState, pool: SpatialAttentionPool) -> RunResult:
+    return loop.run(pool_state(state, pool), Policy())
 
 
-def train_pool(runner: DecoderRunner, pool: SpatialAttentionPool, batches: list[dict], steps: int, lr: float = 1e-3,
+def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict], steps: int, lr: float = 1e-3,
                projector_lr: float = 0.0, seed: int = 0) -> list[dict]:
     """LM loss on the answer tokens through the pooled image, the decoder frozen; the pooling (and the
     projector when ``projector_lr`` > 0) learns."""
-    model = runner.model
-    for p in model.parameters():
-        p.requires_grad_(False)
-    groups = [{"params": list(pool.parameters()), "lr": lr}]
-    projector = model.model.multi_modal_projector
-    if projector_lr > 0:
-        for p in projector.parameters():
-            p.requires_grad_(True)
-        groups.append({"params": list(projector.parameters()), "lr": projector_lr})
-    opt = torch.optim.AdamW(groups)
+    model = loop.model
+    opt = torch.optim.AdamW(param_groups(model, pool, lr, model.model.multi_modal_projector, projector_lr))
     rng = random.Random(seed)
     torch.manual_seed(seed)
     pool.train()
@@ -136,14 +129,13 @@ def train_pool(runner: DecoderRunner, pool: SpatialAttentionPool, batches: list[
     for step in range(steps):
         batch = batches[rng.randrange(len(batches))]
         with torch.set_grad_enabled(projector_lr > 0):
-            state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
-        logits, targets, valid = answer_logits(runner, run_pooled(runner, state, pool), batch)
+            state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        logits, targets, valid = answer_logits(loop, run_pooled(loop, state, pool), batch)
         loss = nn.functional.cross_entropy(logits[valid], targets[valid])
         opt.zero_grad()
         loss.backward()
         opt.step()
         history.append({"step": step, "lm": float(loss.detach())})
     pool.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     return history

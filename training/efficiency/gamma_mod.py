@@ -21,7 +21,7 @@ routing costs when the router is not yet confident enough to push p below 0.005)
 ``decode = True`` adds the paper's decoding rule to an evaluation: an answer token skips a MoD layer when
 its p < 0.5. Teacher-forced, that is what KV-cache decoding computes: a token that skips layer l at its
 decode step writes no key or value there, so no later token sees it at that layer; here it leaves that
-layer's attention (as query and key) and its MLP, which is what the runner does with any skipped token.
+layer's attention (as query and key) and its MLP, which is what the loop does with any skipped token.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from kernels.attention_mass import allowed_scores
 from kernels.similarity_topk import topk_indices
 from kernels.tokens import gather_kept, scatter_back
 from training.efficiency.data import answer_logits
-from training.efficiency.runner import DecoderRunner, LayerTrace, Policy, TokenState
+from training.efficiency.layer_loop import LayerLoop, LayerTrace, Policy, TokenState
+from training.efficiency.trainable import freeze, param_groups
 
 log = logging.getLogger(__name__)
 CAPACITY, PREFILL_THRESHOLD, DECODE_THRESHOLD, AUX_WEIGHT = 0.5, 0.005, 0.5, 0.01  # from the paper's code
@@ -58,7 +59,7 @@ class _ARankRecorder(Policy):
     def wants_qk(self, layer):
         return True
 
-    def after_attention(self, runner, layer, state, q, k):
+    def after_attention(self, loop, layer, state, q, k):
         p = torch.softmax(allowed_scores(q, k, state.valid, True, q.shape[-1] ** -0.5), -1)  # [B, H, T, T]
         ranks = []
         for b in range(p.shape[0]):
@@ -69,12 +70,12 @@ class _ARankRecorder(Policy):
 
 
 @torch.no_grad()
-def arank(runner: DecoderRunner, batches: list[dict]) -> list[float]:
+def arank(loop: LayerLoop, batches: list[dict]) -> list[float]:
     """Mean ARank per layer over the calibration samples."""
-    per_layer: list[list[float]] = [[] for _ in runner.layers]
+    per_layer: list[list[float]] = [[] for _ in loop.layers]
     for batch in batches:
         rec = _ARankRecorder()
-        runner.forward(batch, rec)
+        loop.forward(batch, rec)
         for layer, r in enumerate(rec.ranks):
             per_layer[layer] += r
     return [sum(r) / len(r) for r in per_layer]
@@ -97,9 +98,9 @@ class MoDPolicy(Policy, nn.Module):
         self.decode = False  # at inference: answer tokens skip when p < 0.5 (the decoding rule)
         self.aux: list[torch.Tensor] = []  # per MoD layer of the last run
 
-    def route(self, runner: DecoderRunner, layer: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def route(self, loop: LayerLoop, layer: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits [B, T, 2], p [B, T], go [B, T]: the tokens that run the layer)."""
-        logits = self.router(runner.layers[layer].input_layernorm(state.hidden).float())
+        logits = self.router(loop.layers[layer].input_layernorm(state.hidden).float())
         p = torch.softmax(logits, -1)[..., 1]
         answer = state.answer & state.valid
         if self.training or self.prefill == "topk":
@@ -113,50 +114,43 @@ class MoDPolicy(Policy, nn.Module):
             go &= ~answer | (p >= DECODE_THRESHOLD)
         return logits, p, go
 
-    def layer(self, runner, layer, state):
+    def layer(self, loop, layer, state):
         if layer not in self.mod_layers:
             return None
-        logits, p, go = self.route(runner, layer, state)
+        logits, p, go = self.route(loop, layer, state)
         if self.training:
             self.aux.append(nn.functional.cross_entropy(logits[state.valid], go[state.valid].long()))
         packed = gather_kept(go)
         sub = state.keep(go)
         scale = packed.take(p)  # [B, K]
         n_attn = sub.counts()
-        out, _, _ = runner.attention(layer, sub, False)
+        out, _, _ = loop.attention(layer, sub, False)
         h = sub.hidden + out
-        h = h + runner.mlp(layer, h) * scale[..., None].to(h.dtype)
+        h = h + loop.mlp(layer, h) * scale[..., None].to(h.dtype)
         merged = torch.where(go[..., None], scatter_back(h, packed, go.shape[1]), state.hidden)
         v = (sub.vision & sub.valid).sum(1)
         return replace(state, hidden=merged), LayerTrace(n_attn, n_attn, v, v)
 
-    def before_layer(self, runner, layer, state):
+    def before_layer(self, loop, layer, state):
         if layer == 0:
             self.aux = []
         return None
 
 
-def finetune(runner: DecoderRunner, policy: MoDPolicy, batches: list[dict], steps: int, lr: float = 1e-4, router_lr: float = 1e-3,
+def finetune(loop: LayerLoop, policy: MoDPolicy, batches: list[dict], steps: int, lr: float = 1e-4, router_lr: float = 1e-3,
              seed: int = 0) -> list[dict]:
     """LM loss on the answer tokens + 0.01 x aux, training the router and (lr > 0) the decoder layers."""
     random.seed(seed)
     torch.manual_seed(seed)
-    model = runner.model
-    for p in model.parameters():
-        p.requires_grad_(False)
-    groups = [{"params": list(policy.parameters()), "lr": router_lr}]
-    if lr > 0:  # lr = 0: the router alone learns, the decoder stays as it was
-        for p in runner.layers.parameters():
-            p.requires_grad_(True)
-        groups.append({"params": list(runner.layers.parameters()), "lr": lr})
-    opt = torch.optim.AdamW(groups)
+    model = loop.model
+    opt = torch.optim.AdamW(param_groups(model, policy, router_lr, loop.layers, lr))  # lr = 0: the router alone learns
     policy.train()
     history = []
     rng = random.Random(seed)
     for step in range(steps):
         batch = batches[rng.randrange(len(batches))]
-        res, _ = runner.forward(batch, policy)
-        logits, targets, valid = answer_logits(runner, res, batch)
+        res, _ = loop.forward(batch, policy)
+        logits, targets, valid = answer_logits(loop, res, batch)
         lm = nn.functional.cross_entropy(logits[valid], targets[valid])
         aux = torch.stack(policy.aux).mean() if policy.aux else lm.new_zeros(())
         loss = lm + AUX_WEIGHT * aux
@@ -165,6 +159,5 @@ def finetune(runner: DecoderRunner, policy: MoDPolicy, batches: list[dict], step
         opt.step()
         history.append({"step": step, "lm": float(lm.detach()), "aux": float(aux.detach())})
     policy.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     return history

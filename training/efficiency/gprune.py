@@ -15,7 +15,7 @@ import torch
 
 from kernels.similarity_topk import GPRUNE_STEPS, GPRUNE_TAU, GPRUNE_TEMPERATURE, propagated_score, topk_indices
 from kernels.tokens import gather_kept, scatter_back
-from training.efficiency.runner import Policy, TokenState
+from training.efficiency.layer_loop import Policy, TokenState
 
 
 def gprune_keep(state: TokenState, keep_ratio: float, tau: float = GPRUNE_TAU, temperature: float = GPRUNE_TEMPERATURE,
@@ -42,7 +42,7 @@ class GPrunePolicy(Policy):
         self.keep_ratio, self.always_keep_ids, self.kw = keep_ratio, always_keep_ids or [], kw
         self.input_ids: torch.Tensor | None = None  # set by the caller when always_keep_ids is used
 
-    def before_layer(self, runner, layer, state):
+    def before_layer(self, loop, layer, state):
         if layer != 0:
             return None
         always = None

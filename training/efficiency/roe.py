@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from training.efficiency.data import answer_logits, per_sample_ce
-from training.efficiency.runner import DecoderRunner, LayerTrace, Policy, TokenState
+from training.efficiency.layer_loop import LayerLoop, LayerTrace, Policy, TokenState
+from training.efficiency.trainable import freeze
 
 SKIP_RATIO, CE_SCALE = 0.3, 5.0  # regulariser constants of the official code
 T0, BIAS0 = 2.0, 2.0  # start of the annealing in phase 2 (our choice; the paper anneals both to 1 and 0)
@@ -96,7 +97,7 @@ class RoE(Policy, nn.Module):
         self.slot = torch.tensor(slots)
         return TokenState(**{k: torch.stack(v) for k, v in rows.items()})
 
-    def before_layer(self, runner, layer, state):
+    def before_layer(self, loop, layer, state):
         return None
 
     def weights(self, layer: int, state: TokenState) -> torch.Tensor:
@@ -113,7 +114,7 @@ class RoE(Policy, nn.Module):
             return nn.functional.one_hot(logits.argmax(-1), 2).float()
         return torch.softmax((logits + torch.tensor([self.bias, 0.0])) / self.temperature, -1)
 
-    def layer(self, runner, layer, state):
+    def layer(self, loop, layer, state):
         w = self.weights(layer, state)
         self.skip_weights.append(w[:, 1])
         skip = state.hidden.clone()
@@ -126,7 +127,7 @@ class RoE(Policy, nn.Module):
         if not run.any():
             return replace(state, hidden=skip), LayerTrace(n_attn, n_attn, n_vis, n_vis)
         sub = TokenState(**{k: getattr(state, k)[run] for k in ("hidden", "position_ids", "valid", "index", "vision", "text", "answer")})
-        full_sub, _ = runner.dense_layer(layer, sub, Policy())
+        full_sub, _ = loop.dense_layer(layer, sub, Policy())
         full = state.hidden.clone()
         full[run] = full_sub.hidden
         n_attn[run] = sub.counts()
@@ -134,35 +135,34 @@ class RoE(Policy, nn.Module):
         wd = w.to(state.hidden.dtype)[:, :, None, None]
         return replace(state, hidden=wd[:, 0] * full + wd[:, 1] * skip), LayerTrace(n_attn, n_attn, n_vis, n_vis)
 
-    def forward_batch(self, runner: DecoderRunner, batch: dict, state: TokenState | None = None):
+    def forward_batch(self, loop: LayerLoop, batch: dict, state: TokenState | None = None):
         """(Embed unless ``state`` is given,) insert the routing token, run; skip weights land in ``self.skip_weights``."""
         self.set_batch(batch)
         self.skip_weights = []
         if state is None:
-            state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
-        return runner.run(self.insert(state), self)
+            state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        return loop.run(self.insert(state), self)
 
 
-def train(runner: DecoderRunner, roe: RoE, batches: list[dict], steps: int, lr: float = 1e-3, llm_lr: float = 1e-4, seed: int = 0) -> list[dict]:
+def train(loop: LayerLoop, roe: RoE, batches: list[dict], steps: int, lr: float = 1e-3, llm_lr: float = 1e-4, seed: int = 0) -> list[dict]:
     """The 3-phase curriculum; returns the per-step log (phase, lm, reg, mean skip weight)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.AdamW([{"params": list(roe.adapters.parameters()), "lr": lr},
                              {"params": list(roe.routers.parameters()) + [roe.route_token], "lr": lr},
-                             {"params": list(runner.layers.parameters()), "lr": llm_lr}])
-    for p in runner.model.parameters():
-        p.requires_grad_(False)
+                             {"params": list(loop.layers.parameters()), "lr": llm_lr}])
+    freeze(loop.model)
     history = []
     for step in range(steps):
         phase, roe.temperature, roe.bias = curriculum(step, steps)
         roe.mode = "random" if phase == 1 else "soft"
         for p in list(roe.routers.parameters()) + [roe.route_token]:
             p.requires_grad_(phase >= 2)
-        for p in runner.layers.parameters():
+        for p in loop.layers.parameters():
             p.requires_grad_(phase == 3)
         batch = batches[rng.randrange(len(batches))]
-        res = roe.forward_batch(runner, batch)
-        logits, targets, valid = answer_logits(runner, res, batch)
+        res = roe.forward_batch(loop, batch)
+        logits, targets, valid = answer_logits(loop, res, batch)
         ce = per_sample_ce(logits, targets, valid)
         skip = torch.stack(roe.skip_weights, 1)  # [B, L]
         reg = sparsity_regulariser(ce, skip) if phase >= 2 else ce.new_zeros(())
@@ -171,7 +171,6 @@ def train(runner: DecoderRunner, roe: RoE, batches: list[dict], steps: int, lr: 
         loss.backward()
         opt.step()
         history.append({"step": step, "phase": phase, "lm": float(ce.mean().detach()), "reg": float(reg.detach()), "skip": float(skip.mean().detach())})
-    for p in runner.model.parameters():
-        p.requires_grad_(False)
+    freeze(loop.model)
     roe.mode = "hard"
     return history

@@ -1,11 +1,11 @@
-"""The model runner end to end on the demo release, with the tiny offline model built from configs."""
+"""training/generate.py end to end on the demo release, with the tiny offline model built from configs."""
 
 
 import pytest
 
 from pipeline.evaluation import official, strict
 from pipeline.evaluation.results import read_results
-from training.gcot_runner import RunConfig, run
+from training.generate import RunConfig, run
 from training.tiny_llava import build, release_texts
 
 
@@ -16,7 +16,7 @@ def tiny_model(demo_release, tmp_path_factory):
 
 
 @pytest.mark.parametrize("protocol", ["answer-first", "grounding-first", "gcot"])
-def test_runner_then_evaluation(protocol, demo_release, tiny_model, tmp_path):
+def test_generation_then_evaluation(protocol, demo_release, tiny_model, tmp_path):
     release, _ = demo_release
     path = run(RunConfig(release=str(release), model=str(tiny_model), out=str(tmp_path / "results.jsonl"), protocol=protocol, limit=6, batch_size=4, max_new_tokens=12, max_new_tokens_chain=24))
     recs = read_results(path)
@@ -37,7 +37,7 @@ def test_runner_then_evaluation(protocol, demo_release, tiny_model, tmp_path):
         assert "divides by zero" in str(e)
 
 
-def test_runner_is_deterministic(demo_release, tiny_model, tmp_path):
+def test_generation_is_deterministic(demo_release, tiny_model, tmp_path):
     release, _ = demo_release
     a = run(RunConfig(release=str(release), model=str(tiny_model), out=str(tmp_path / "a.jsonl"), limit=4, max_new_tokens=8))
     b = run(RunConfig(release=str(release), model=str(tiny_model), out=str(tmp_path / "b.jsonl"), limit=4, batch_size=3, max_new_tokens=8))

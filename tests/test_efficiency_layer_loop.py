@@ -1,4 +1,4 @@
-"""The span-aware decoder runner and FLOPs accounting on a tiny random LLaVA built from configs."""
+"""The span-aware decoder loop and FLOPs accounting on a tiny random LLaVA built from configs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from efficiency_models import IMAGE_TOKEN, ragged_batch, tiny_llava
 
 from training.efficiency.flops import DecoderShape, decoder_flops, fitprune_layer_macs, layer_macs
-from training.efficiency.runner import DecoderRunner, Policy
+from training.efficiency.layer_loop import LayerLoop, Policy
 from training.efficiency.spans import find_spans, position_ids_from_mask
 
 
@@ -38,9 +38,9 @@ def test_dense_run_equals_the_model(model):
     pos = position_ids_from_mask(batch["attention_mask"])
     with torch.no_grad():
         ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"], position_ids=pos).logits
-        runner = DecoderRunner(model)
-        res, _ = runner.forward(batch)
-        got = runner.logits(res.hidden)
+        loop = LayerLoop(model)
+        res, _ = loop.forward(batch)
+        got = loop.logits(res.hidden)
     real = batch["attention_mask"].bool()
     assert torch.allclose(got[real], ref[real], atol=1e-4), (got[real] - ref[real]).abs().max()
 
@@ -49,26 +49,26 @@ class _DropVisionAfter(Policy):
     def __init__(self, layer):
         self.at = layer
 
-    def after_attention(self, runner, layer, state, q, k):
+    def after_attention(self, loop, layer, state, q, k):
         return ~state.vision if layer == self.at else None
 
 
 def test_dropping_keeps_positions_and_equals_a_run_without_those_tokens(model):
     """Dropping the image before layer 0 = feeding the text alone with the original positions."""
     batch = ragged_batch()
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
 
     class DropFirst(Policy):
-        def before_layer(self, runner, layer, state):
+        def before_layer(self, loop, layer, state):
             return ~state.vision if layer == 0 else None
 
     with torch.no_grad():
-        res, spans = runner.forward(batch, DropFirst())
-        state, _ = runner.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        res, spans = loop.forward(batch, DropFirst())
+        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
         slow = []
         for b in range(3):  # one sample at a time, through the plain HF decoder
             keep = state.valid[b] & ~state.vision[b]
-            out = runner.lm(inputs_embeds=state.hidden[b:b + 1, keep], position_ids=state.position_ids[b:b + 1, keep]).last_hidden_state
+            out = loop.lm(inputs_embeds=state.hidden[b:b + 1, keep], position_ids=state.position_ids[b:b + 1, keep]).last_hidden_state
             slow.append(out[0])
     for b in range(3):
         got = res.hidden[b][res.state.valid[b]]
@@ -76,7 +76,7 @@ def test_dropping_keeps_positions_and_equals_a_run_without_those_tokens(model):
         assert res.state.position_ids[b][res.state.valid[b]].tolist() == state.position_ids[b][state.valid[b] & ~state.vision[b]].tolist()
     assert [int(t.n_attn[0]) for t in res.trace] == [9, 9, 9] and [int(t.n_attn[1]) for t in res.trace] == [9, 9, 9] and [int(t.n_vision_attn[2]) for t in res.trace] == [0, 0, 0]
     with torch.no_grad():
-        mid, _ = runner.forward(batch, _DropVisionAfter(1))
+        mid, _ = loop.forward(batch, _DropVisionAfter(1))
     assert [(int(t.n_attn[1]), int(t.n_mlp[1])) for t in mid.trace] == [(18, 18), (18, 9), (9, 9)]
 
 
@@ -96,16 +96,16 @@ def test_analytic_flops_equal_flop_counter(model):
 
 def test_measured_flops_follow_the_tokens_each_layer_ran(model):
     batch = ragged_batch()
-    runner = DecoderRunner(model)
+    loop = LayerLoop(model)
     with torch.no_grad():
-        res, _ = runner.forward(batch, _DropVisionAfter(1))
+        res, _ = loop.forward(batch, _DropVisionAfter(1))
     from torch.utils.flop_counter import FlopCounterMode
 
     # sample 1 alone, dense, through the counter: layers with 18 tokens, then 18 -> 9, then 9
-    shape = runner.shape
+    shape = loop.shape
     x = torch.randn(1, 18, shape.hidden)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        lm = runner.lm
+        lm = loop.lm
         pe = lm.rotary_emb(x, torch.arange(18)[None])
         h = lm.layers[0](x, position_embeddings=pe)
         h = h + lm.layers[1].self_attn(lm.layers[1].input_layernorm(h), position_embeddings=pe, attention_mask=None)[0]

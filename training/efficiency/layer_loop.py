@@ -1,7 +1,7 @@
-"""A span-aware layer runner for the Llama decoder inside a Hugging Face LLaVA model.
+"""A span-aware layer loop for the Llama decoder inside a Hugging Face LLaVA model.
 
 Pruning methods need what ``model.forward`` hides: the hidden states between layers, the queries and
-keys of a layer's attention, and the freedom to drop tokens of some samples and not others. The runner
+keys of a layer's attention, and the freedom to drop tokens of some samples and not others. The loop
 embeds text and image as LLaVA does, then loops over the decoder layers itself, calling the model's own
 modules (norms, attention, MLP), so its outputs equal the model's (tested). Tokens it drops leave the
 hidden states, the attention mask and the position ids together; kept tokens keep their original RoPE
@@ -84,16 +84,16 @@ class RunResult:
 class Policy:
     """The unchanged model. Methods override what they need."""
 
-    def before_layer(self, runner: DecoderRunner, layer: int, state: TokenState) -> torch.Tensor | None:
+    def before_layer(self, loop: LayerLoop, layer: int, state: TokenState) -> torch.Tensor | None:
         return None
 
     def wants_qk(self, layer: int) -> bool:
         return False
 
-    def after_attention(self, runner: DecoderRunner, layer: int, state: TokenState, q, k) -> torch.Tensor | None:
+    def after_attention(self, loop: LayerLoop, layer: int, state: TokenState, q, k) -> torch.Tensor | None:
         return None
 
-    def layer(self, runner: DecoderRunner, layer: int, state: TokenState) -> tuple[TokenState, LayerTrace] | None:
+    def layer(self, loop: LayerLoop, layer: int, state: TokenState) -> tuple[TokenState, LayerTrace] | None:
         return None
 
 
@@ -101,7 +101,7 @@ def _vision_count(state: TokenState) -> torch.Tensor:
     return (state.vision & state.valid).sum(1)
 
 
-class DecoderRunner:
+class LayerLoop:
     def __init__(self, model):
         self.model = model  # LlavaForConditionalGeneration (or any model with .model.language_model Llama-like)
         self.lm = model.model.language_model

@@ -1,5 +1,8 @@
 """Run a Hugging Face image-text-to-text model on a release split and write an MM-GCoT results file.
 
+The split's examples come from the release's Parquet shards through `training.data`, the reader
+fine-tuning uses, in release order.
+
 Three protocols, with the official MM-GCoT prompts (``test_llava.py``, ``test_llava_GCoT.py``):
 
 - ``answer-first``: the answer, then the box in a second turn;
@@ -27,9 +30,10 @@ from tqdm import tqdm
 from core.boxes import format_box
 from core.cli import CommandFailed, ConfigCommand
 from core.config import Config
-from core.schema import Step
+from core.schema import Example
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 from pipeline.release.mmgcot import render_cot
+from training.data import decode_image, read_split
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +109,24 @@ class Generator:
         return [t.strip() for t in self.processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
 
 
-def _batches(ds, size: int) -> Iterator[list[dict]]:
-    for start in range(0, len(ds), size):
-        yield [ds[i] for i in range(start, min(start + size, len(ds)))]
+def _batches(examples: list[Example], size: int) -> Iterator[list[Example]]:
+    for start in range(0, len(examples), size):
+        yield examples[start : start + size]
 
 
-def run_batch(gen: Generator, rows: list[dict], cfg: RunConfig) -> list[dict]:
-    images = [r["image"].convert("RGB") for r in rows]
+def run_batch(gen: Generator, rows: list[Example], image_bytes: dict[str, bytes], cfg: RunConfig) -> list[dict]:
+    images = [decode_image(image_bytes[r.image]) for r in rows]
     first_prompt = {"answer-first": PLAIN_PROMPT, "grounding-first": BOX_PROMPT, "gcot": COT_PROMPT}[cfg.protocol]
     second_prompt = PLAIN_PROMPT if cfg.protocol == "grounding-first" else BOX_PROMPT
-    turn1 = [[_user(f"{r['question']}\n{first_prompt}", True)] for r in rows]
+    turn1 = [[_user(f"{r.question}\n{first_prompt}", True)] for r in rows]
     first = gen(turn1, images, cfg.max_new_tokens_chain if cfg.protocol == "gcot" else cfg.max_new_tokens)
     turn2 = [conv + [_assistant(reply), _user(second_prompt, False)] for conv, reply in zip(turn1, first)]
     second = gen(turn2, images, cfg.max_new_tokens)
     out = []
     for r, a, b in zip(rows, first, second):
-        rec = {
-            "question_id": r["mmgcot_id"], "id": r["id"], "type": r["type"], "img": r["img"],
-            "protocol": cfg.protocol, "model_id": gen.model_id, "prompt": f"{r['question']}\n{first_prompt}",
+        rec = {  # the shards' mmgcot_id column reads back as provenance["mmgcot_id"] (arrow.from_row)
+            "question_id": int(r.provenance["mmgcot_id"]), "id": r.id, "type": r.type, "img": r.image,
+            "protocol": cfg.protocol, "model_id": gen.model_id, "prompt": f"{r.question}\n{first_prompt}",
         }
         if cfg.protocol == "answer-first":
             rec.update(text=a, coor=b)
@@ -130,29 +134,26 @@ def run_batch(gen: Generator, rows: list[dict], cfg: RunConfig) -> list[dict]:
             rec.update(text=b, coor=a)
         else:
             rec.update(ori_text=a, cot=a, text=a.split(FINAL_ANSWER)[-1].strip(), coor=b)
-        gt_cot = render_cot([Step(text=s["text"]) for s in r["steps"]])
-        rec.update(gt_text=r["answer"], gt_coor=format_box(tuple(r["answer_box"])), gt_cot=gt_cot)
+        rec.update(gt_text=r.answer, gt_coor=format_box(r.answer_box), gt_cot=render_cot(r.steps))
         out.append(rec)
     return out
 
 
 def run(cfg: RunConfig) -> Path:
-    import datasets
-
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {cfg.protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    ds = datasets.load_dataset(cfg.release, split=cfg.split)
+    examples, image_bytes = read_split(cfg.release, cfg.split)
     if cfg.limit:
-        ds = ds.select(range(min(cfg.limit, len(ds))))
-    if len(ds) and ds[0]["image"] is None:
+        examples = examples[: cfg.limit]
+    if examples and examples[0].image not in image_bytes:
         raise ValueError(f"{cfg.release}: the {cfg.split} split carries no images (converted without --images)")
     gen = Generator(cfg.model, cfg.device)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w") as f, tqdm(total=len(ds), desc=f"{cfg.protocol} on {cfg.split}", unit="sample") as bar:
-        for rows in _batches(ds, cfg.batch_size):
-            for rec in run_batch(gen, rows, cfg):
+    with open(tmp, "w") as f, tqdm(total=len(examples), desc=f"{cfg.protocol} on {cfg.split}", unit="sample") as bar:
+        for rows in _batches(examples, cfg.batch_size):
+            for rec in run_batch(gen, rows, image_bytes, cfg):
                 f.write(json.dumps(rec) + "\n")
             bar.update(len(rows))
     tmp.rename(out)

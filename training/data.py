@@ -1,0 +1,121 @@
+"""The one reader of a release for training: examples and images from its Parquet shards, the LLaVA
+conversations made from them in memory, and how a conversation becomes model inputs.
+
+A release folder (`pipeline/release/writer.py`) holds each split's examples in
+``data/<split>-0000k-of-0000n.parquet`` and, derived from the same examples in the same order,
+``llava/<split>.json``. Training reads the shards only: `read_split` gives a split's examples in
+release order and each distinct image's bytes once; `Conversations` makes the LLaVA rows with the
+release's own converter (`pipeline.release.llava.conversations`: per example a plain row, then its
+``_cot`` row), so they are the rows ``llava/<split>.json`` holds (tested). Fine-tuning
+(`training/finetune.py`), model runs over a split (`training/generate.py`), the tiny model's tokenizer
+(`training/tiny_llava.py`, train split only) and the efficiency stages all read through here.
+
+`encode` turns one conversation into input ids and labels with a model's processor and chat template
+(the loss covers the answer tokens only); `collate` pads a list of them into a batch.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.schema import Example
+from pipeline.release import llava
+from pipeline.release.arrow import read_examples, read_images
+
+IMAGE_PLACEHOLDER = "<image>\n"  # LLaVA JSON's mark of the image in the human turn; chat templates place the image instead
+
+
+def split_files(release: str | Path, split: str) -> list[Path]:
+    """The split's Parquet shards, in order."""
+    files = sorted((Path(release) / "data").glob(f"{split}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{release}: no {split} split (no data/{split}-*.parquet)")
+    return files
+
+
+def split_examples(release: str | Path, split: str) -> list[Example]:
+    """The split's examples in release order (images not read)."""
+    return read_examples(split_files(release, split))
+
+
+def read_split(release: str | Path, split: str) -> tuple[list[Example], dict[str, bytes]]:
+    """The split's examples in release order, and img path -> image bytes (once per distinct image;
+    empty for a release converted without images)."""
+    files = split_files(release, split)
+    return read_examples(files), read_images(files)
+
+
+def decode_image(data: bytes):
+    """An image's bytes as an RGB PIL image, pixels as stored (no EXIF rotation: the release's sizes
+    and boxes are measured on the stored pixels)."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def llava_rows(examples: Iterable[Example]) -> list[dict]:
+    """The LLaVA rows of the examples, as the release writes them to ``llava/<split>.json``."""
+    return [row for ex in examples for row in llava.conversations(ex)]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str  # the example's id, with ``_cot`` for the chain row
+    image: str  # the image's path in the release (the key of its bytes)
+    user: str  # the question and its prompt: the human turn without the image placeholder
+    answer: str  # the bare answer, or the step lines then "Final Answer: <answer>"
+
+    @classmethod
+    def from_llava(cls, row: dict) -> Conversation:
+        human, gpt = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        return cls(row["id"], row["image"], human.removeprefix(IMAGE_PLACEHOLDER), gpt)
+
+
+class Conversations:
+    """A split's LLaVA conversations (plain and ``_cot``), with the images from its Parquet shards."""
+
+    def __init__(self, release: str | Path, split: str):
+        examples, self.images = read_split(release, split)
+        self.rows = [Conversation.from_llava(row) for row in llava_rows(examples)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def item(self, i: int):
+        """(RGB image, user text, answer) of conversation ``i``."""
+        c = self.rows[i]
+        return decode_image(self.images[c.image]), c.user, c.answer
+
+
+def encode(processor, image, user_text: str, answer: str, max_length: int) -> dict:
+    """input_ids and labels of one conversation: the loss covers the answer tokens only."""
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
+    full = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    full_text = processor.apply_chat_template(full, tokenize=False)
+    enc = processor(images=[image], text=[full_text], return_tensors="pt")
+    n_prompt = processor(images=[image], text=[prompt_text], return_tensors="pt")["input_ids"].shape[1]
+    ids = enc["input_ids"][0][:max_length]
+    labels = ids.clone()
+    labels[:n_prompt] = -100
+    # the vision inputs as the processor made them: LLaVA's pixel_values [1, 3, H, W]; Qwen2-VL's
+    # flattened patches [n, D] with image_grid_thw [1, 3]; collate concatenates each along dim 0
+    vision = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    return {"input_ids": ids, "labels": labels, "vision": vision}
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    import torch
+
+    n = max(len(x["input_ids"]) for x in items)
+    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # [B, T], right-padded for training
+    labels = torch.full((len(items), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), n), dtype=torch.long)
+    for i, x in enumerate(items):
+        k = len(x["input_ids"])
+        ids[i, :k], labels[i, :k], mask[i, :k] = x["input_ids"], x["labels"], 1
+    vision = {k: torch.cat([x["vision"][k] for x in items]) for k in items[0]["vision"]}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, **vision}
