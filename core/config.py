@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -88,3 +88,40 @@ def validated(cls: type[C], values: dict, source: str = "config") -> C:
         lines = [f"{source}: {'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
         known = ", ".join(cls.model_fields)
         raise ConfigError("\n".join(lines) + f"\n(fields of {cls.__name__}: {known})") from None
+
+
+class BuildConfigBase(Config):
+    """What every build's config shares (gcot build, gcot build-longv): ``out``, ``work_dir`` and the
+    placement fields, and what a release keeps of the config. Subclasses set ``PROG`` (the command)
+    and ``OUT_PREFIX`` (the folder name of a run given no ``out``)."""
+
+    PROG: ClassVar[str]
+    OUT_PREFIX: ClassVar[str]
+    # Subclasses declare `out: str | None` and `work_dir: str | None` where they belong in their field
+    # order (a field declared here would come first in --help, the run form and config.yaml).
+
+    def work_path(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
+
+    def with_out(self: C, run_name: str | None = None) -> C:
+        """This config with ``out`` filled in: a new folder named after the run (a flow run's name, else
+        the time), so that a run given no ``out`` never writes over a release."""
+        if self.out:
+            return self
+        import time
+
+        return self.model_copy(update={"out": f"releases/{run_name or time.strftime(self.OUT_PREFIX + '-%Y%m%d-%H%M%S')}"})
+
+    def released(self) -> dict:
+        """What a release keeps of its config: the folder by its name, and none of the fields that say where
+        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
+        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        return {**data, "out": Path(self.out).name}
+
+    def stored(self) -> str:
+        """The config.yaml a release keeps (`released`); ``--config`` takes it back."""
+        return yaml_text(self.released(), f"{self.PROG} --config {Path(self.out).name}/config.yaml")
+
+    def release_command(self) -> str:
+        """The exact command of what was released (no placement flags)."""
+        return type(self)(**self.released()).command_line(self.PROG)

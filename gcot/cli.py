@@ -73,7 +73,14 @@ def _build(cfg, prefect: bool, flow_fn, plain, errors: tuple) -> dict:
         raise CommandFailed(str(e)) from None
 
 
-class BuildCommand(BuildConfig, ConfigCommand):
+class FlowOptions(ConfigCommand):
+    """The command-line fields of a build: how it runs and how it reports, not what it builds."""
+
+    prefect: bool = Field(True, description="run as a Prefect flow (--no-prefect calls the steps as plain functions)")
+    as_json: bool = Field(False, alias="json", description="print the summary as JSON")
+
+
+class BuildCommand(BuildConfig, FlowOptions):
     """Build MM-GCoT-style examples from scene graphs, verify them and write a release (Parquet shards,
     MM-GCoT JSON, LLaVA conversations, data card, config.yaml).
 
@@ -84,9 +91,6 @@ class BuildCommand(BuildConfig, ConfigCommand):
     """
 
     CONFIG = BuildConfig
-    prefect: bool = Field(True, description="run as a Prefect flow (--no-prefect calls the steps as plain functions)")
-    as_json: bool = Field(False, alias="json", description="print the summary as JSON")
-
     def run(self) -> int:
         from pipeline.sources.base import SourceError
         from pipeline.steps import run_plain
@@ -101,7 +105,7 @@ class BuildCommand(BuildConfig, ConfigCommand):
         return 0
 
 
-class BuildLongVCommand(LongVConfig, ConfigCommand):
+class BuildLongVCommand(LongVConfig, FlowOptions):
     """Videos -> adaptive keyframes (AdaFlow's clip cutting) -> detector + ByteTrack subjects -> caption
     and three edit prompts (foreground, background, style) -> a LongV-EVAL release with Parquet metadata,
     a data card and config.yaml.
@@ -112,9 +116,6 @@ class BuildLongVCommand(LongVConfig, ConfigCommand):
     """
 
     CONFIG = LongVConfig
-    prefect: bool = Field(True, description="run as a Prefect flow (--no-prefect calls the steps as plain functions)")
-    as_json: bool = Field(False, alias="json", description="print the summary as JSON")
-
     def run(self) -> int:
         from pipeline.longv.steps import run_plain
         from pipeline.longv.video import VideoError

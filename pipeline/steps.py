@@ -12,12 +12,12 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from tqdm import tqdm
 
-from core.config import PLACEMENT, Config, Runner, yaml_text
+from core.config import BuildConfigBase, Runner
 from core.schema import SPLITS, Example, Rejection, SceneObject
 from core.shards import code_digest, load_scene_graphs, write_text_atomic
 from pipeline.chains.relations import build_relation_graph
@@ -39,12 +39,15 @@ def gcot_code_digest() -> str:
     return code_digest(*GCOT_CODE)
 
 
-class BuildConfig(Config):
+class BuildConfig(BuildConfigBase):
     """build-gcot: scene graphs in, a verified GCoT release out.
 
     The same model is `gcot build`'s flags, the build-gcot flow's one parameter and the config.yaml a
     release keeps (``gcot build --config releases/demo/config.yaml`` builds it again, byte for byte).
     """
+
+    PROG: ClassVar[str] = "gcot build"
+    OUT_PREFIX: ClassVar[str] = "gcot"
 
     source: str = Field("synthetic", description="synthetic (the embedded default: rendered scenes), vg:PATH (a Visual Genome folder), coco:PATH (a COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects)")
     images: int = Field(300, ge=0, description="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all")
@@ -68,34 +71,8 @@ class BuildConfig(Config):
             return "default"
         return self.detector
 
-    def work_path(self) -> Path:
-        return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
-
     def results_dir(self) -> Path:
         return self.work_path() / "shard_results"
-
-    def with_out(self, run_name: str | None = None) -> BuildConfig:
-        """This config with ``out`` filled in: a new folder named after the run (a flow run's name, else
-        the time), so that a run given no ``out`` never writes over a release."""
-        if self.out:
-            return self
-        import time
-
-        return self.model_copy(update={"out": f"releases/{run_name or time.strftime('gcot-%Y%m%d-%H%M%S')}"})
-
-    def released(self) -> dict:
-        """What a release keeps of its config: the folder by its name, and none of the fields that say where
-        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
-        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
-        return {**data, "out": Path(self.out).name}
-
-    def stored(self) -> str:
-        """The config.yaml a release keeps (`released`); ``--config`` takes it back."""
-        return yaml_text(self.released(), f"gcot build --config {Path(self.out).name}/config.yaml")
-
-    def release_command(self) -> str:
-        """The exact command of what was released (no placement flags)."""
-        return type(self)(**self.released()).command_line("gcot build")
 
 
 @dataclass

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import cv2
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from core.config import PLACEMENT, Config, Runner, yaml_text
+from core.config import BuildConfigBase, Runner
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import code_digest
 from pipeline.chains.rewriter import get_rewriter
@@ -43,11 +43,14 @@ def longv_code_digest() -> str:
 KEYFRAME_WIDTH = 320  # keyframe JPEGs in the release (for review and the card)
 
 
-class LongVConfig(Config):
+class LongVConfig(BuildConfigBase):
     """build-longv-eval: videos in, keyframes, tracks and three edit prompts a video out, released.
 
     `gcot build-longv`'s flags, the build-longv-eval flow's one parameter, and the config.yaml a release keeps.
     """
+
+    PROG: ClassVar[str] = "gcot build-longv"
+    OUT_PREFIX: ClassVar[str] = "longv"
 
     videos: str = Field("synthetic", description="a folder of videos, or synthetic (the embedded default: rendered one-minute videos)")
     count: int = Field(3, ge=1, description="synthetic: videos to render")
@@ -64,31 +67,6 @@ class LongVConfig(Config):
     runner: Runner = Field("threads", description="where video tasks run: threads, processes, a Dask cluster or Ray; the bytes do not depend on it")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster; none: a local cluster of `workers` processes")
     workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")
-
-    def with_out(self, run_name: str | None = None) -> LongVConfig:
-        """This config with ``out`` filled in: a new folder named after the run (flow run name, else the time)."""
-        if self.out:
-            return self
-        import time
-
-        return self.model_copy(update={"out": f"releases/{run_name or time.strftime('longv-%Y%m%d-%H%M%S')}"})
-
-    def released(self) -> dict:
-        """What a release keeps of its config: the folder by its name, and none of the fields that say where
-        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
-        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
-        return {**data, "out": Path(self.out).name}
-
-    def stored(self) -> str:
-        """The config.yaml a release keeps (`released`); ``--config`` takes it back."""
-        return yaml_text(self.released(), f"gcot build-longv --config {Path(self.out).name}/config.yaml")
-
-    def release_command(self) -> str:
-        """The exact command of what was released (no placement flags)."""
-        return type(self)(**self.released()).command_line("gcot build-longv")
-
-    def work_path(self) -> Path:
-        return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
 
     def results_dir(self) -> Path:
         return self.work_path() / "longv_results"
