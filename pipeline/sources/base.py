@@ -22,9 +22,10 @@ from pipeline.sources.images import MAX_PIXELS, ImageInfo, inspect, write_uprigh
 from pipeline.sources.paths import confine, leaves_root
 
 BOX_CLIP_TOLERANCE = 0.01  # boxes up to 1 % of the image size outside it are clipped, beyond: rejected
-# Image checks decode every file (1.3 ms a 560x420 JPEG in draft mode; Pillow releases the GIL while it
-# decodes), so they run on a few threads a window ahead of the reader. On this shared 2-core machine
-# (load ~10) 2 threads measured no better than 1: 1.7-2.0 s either way for 600 images.
+# Image checks decode every file (1.1 ms a 560x420 JPEG in draft mode on an idle core; Pillow releases
+# the GIL while it decodes): they run on a few threads a window ahead of the reader. Measured on this
+# shared 2-core machine at load ~11: 600 images in 1.6-2.1 s with 1 thread or 2 alike, 0.2-0.4 s of
+# which is the reading and checking of the records; more cores are where the threads pay.
 IMAGE_THREADS = min(4, os.cpu_count() or 1)
 WINDOW = 64
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -36,5 +37,10 @@ def symlink_detail(root: Path, path: Path) -> str:
 
 def leaves_root(root: Path, path: Path) -> bool:
     """Whether ``path`` (under ``root``) resolves outside it through a symlink."""
-    real, top = os.path.realpath(path), os.path.realpath(root)
+    real, top = os.path.realpath(path), _real(str(root))
     return real != top and not real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+@lru_cache(maxsize=64)
+def _real(root: str) -> str:  # once per source, not once per image
+    return os.path.realpath(root)
