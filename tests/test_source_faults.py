@@ -481,27 +481,21 @@ def test_image_folder_counts_every_file(vg_clean, tmp_path):
 # --- what the user sees -------------------------------------------------------------------------------
 
 
-def _cli(*args):
-    import subprocess
-    import sys
+def test_the_summary_says_how_many_records_the_source_holds_and_how_many_were_read(vg_clean, tmp_path, capsys):
+    from gcot.cli import main  # in this process: the command's own parsing, errors and summary
 
-    from tests.conftest import REPO
-
-    return subprocess.run([sys.executable, "-m", "gcot", *args], capture_output=True, text=True, cwd=REPO, timeout=600)
-
-
-def test_the_summary_says_how_many_records_the_source_holds_and_how_many_were_read(vg_clean, tmp_path):
-    r = _cli("build", "--source", f"vg:{vg_clean}", "--images", "300", "--no-prefect")
-    assert r.returncode == 2 and "--images is the number of synthetic scenes" in r.stderr and "--limit N" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("build", "--source", f"vg:{vg_clean}", "--limit", "5", "--out", str(tmp_path / "rel"), "--work-dir", str(tmp_path / "w"), "--no-prefect")
-    assert r.returncode == 0, r.stderr
-    line = next(x for x in r.stdout.splitlines() if "records:" in x)
+    assert main(["build", "--source", f"vg:{vg_clean}", "--images", "300", "--no-prefect"]) == 2
+    err = capsys.readouterr().err
+    assert "--images is the number of synthetic scenes" in err and "--limit N" in err and "Traceback" not in err
+    assert main(["build", "--source", f"vg:{vg_clean}", "--limit", "5", "--out", str(tmp_path / "rel"), "--work-dir", str(tmp_path / "w"), "--no-prefect"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "records:" in x)
     assert "the source holds 8, read 5 (--limit 5) = released" in line and "DOES NOT RECONCILE" not in line
     assert "limit: 5" in (tmp_path / "rel" / "config.yaml").read_text()
     root = copy(vg_clean, tmp_path)
     dump(root, "scene_graphs.json", [])
-    r = _cli("build", "--source", f"vg:{root}", "--out", str(tmp_path / "rel2"), "--work-dir", str(tmp_path / "w"), "--no-prefect")
-    assert r.returncode == 2 and "no usable record: the source holds 8, 8 read, 8 rejected" in r.stderr and "Traceback" not in r.stderr
+    assert main(["build", "--source", f"vg:{root}", "--out", str(tmp_path / "rel2"), "--work-dir", str(tmp_path / "w"), "--no-prefect"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable record: the source holds 8, 8 read, 8 rejected" in err and "Traceback" not in err
     assert not (tmp_path / "rel2").exists()
 
 
