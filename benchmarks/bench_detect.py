@@ -35,7 +35,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="gcot-bench-detect-"))
     root = write_synthetic_vg(work / "vg", a.images, seed=31)
-    ing = ingest(BuildConfig(source=f"vg:{root}", images=0, shard_size=a.images, out=str(work / "rel"), work_dir=str(work / "w")))
+    ing = ingest(BuildConfig(source=f"vg:{root}", shard_size=a.images, out=str(work / "rel"), work_dir=str(work / "w")))
     det = get_detector("default")
     det.batch = a.batch
     paths = sorted(str(p) for p in (root / "VG_100K").glob("*.jpg"))

@@ -46,6 +46,7 @@ class SceneGraph:
     objects: list[SceneObject]
     relations: list[Relation] = field(default_factory=list)
     source: str = ""  # "vg", "coco", "synthetic", ...
+    transposed: str = ""  # how ingest turned the image upright (its EXIF orientation); "" when it was
 
     def object(self, object_id: str) -> SceneObject:
         for o in self.objects:
@@ -54,7 +55,10 @@ class SceneGraph:
         raise KeyError(object_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["transposed"]:  # most images: shard files stay as they were
+            del d["transposed"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SceneGraph:
@@ -72,6 +76,7 @@ class SceneGraph:
                 for r in d.get("relations", ())
             ],
             source=d.get("source", ""),
+            transposed=d.get("transposed", ""),
         )
 
 

@@ -52,6 +52,11 @@ def _print_summary(s: dict, as_json: bool) -> None:
     print(f"  candidates {s['candidates']} = released {s['examples']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
     if s["source_rejections"]:
         print(f"  source records rejected: {s['source_rejections']} (see rejections.jsonl)")
+    if r := s.get("records"):
+        held = f"the source holds {r['held']}, read {r['read']}" + (f" (--limit {r['limit']})" if r["limit"] else "")
+        print(f"  records: {held} = released {r['released']} + rejected {r['rejected']}" + ("" if r["reconciles"] else "  (DOES NOT RECONCILE)"))
+        if r["lost_in_malformed_json"]:
+            print(f"  about {r['lost_in_malformed_json']} more record(s) lie in an unreadable part of a malformed JSON file (see malformed_json in rejections.jsonl)")
     print(f'  load: datasets.load_dataset("{s["release"]}", split="train")')
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from core.config import BuildConfigBase, Runner
@@ -25,8 +26,9 @@ from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
-from pipeline.sources.base import SourceError
-from pipeline.sources.registry import open_source
+from pipeline.sources.base import ReadOptions, SourceError, reconcile
+from pipeline.sources.images import MAX_PIXELS, PILLOW_LIMIT
+from pipeline.sources.registry import SYNTHETIC_SCENES, open_source, release_file
 from pipeline.verify import check_splits, verify_batch
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,11 @@ class BuildConfig(BuildConfigBase):
     OUT_PREFIX: ClassVar[str] = "gcot"
 
     source: str = Field("synthetic", description="synthetic (the embedded default: rendered scenes), vg:PATH (a Visual Genome folder), coco:PATH (a COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects)")
-    images: int = Field(300, ge=0, description="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all")
+    images: int | None = Field(None, ge=0, description=f"synthetic only: scenes to render (none: {SYNTHETIC_SCENES}); other sources are read whole unless --limit")
+    limit: int | None = Field(None, ge=1, description="read at most this many records (images) of the source; none: all. The summary and card say how many it holds and how many were read")
+    follow_symlinks: bool = Field(False, description="follow image symlinks that lead out of the source folder (refused otherwise: path_outside_source); the card's config says so")
+    allow_empty: bool = Field(False, description="write a release even when the source yields no usable record (otherwise an error)")
+    max_image_pixels: int = Field(MAX_PIXELS, ge=1, le=PILLOW_LIMIT, description=f"images with more pixels are rejected (image_too_large) before they are decoded; at most {PILLOW_LIMIT:,}, Pillow's own bound")
     seed: int = Field(0, description="seed of scenes, chains and splits; same inputs and seed, same bytes")
     out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/gcot-<time>, never an existing release")
     work_dir: str | None = Field(None, description="rendered scenes, scene-graph shards and finished shards' results; none: <out's parent>/.gcot-work")
@@ -65,6 +71,12 @@ class BuildConfig(BuildConfigBase):
     runner: Runner = Field("threads", description="where shard tasks run: threads or processes on this machine, a Dask cluster (local, or dask_address), Ray (uv sync --extra ray); the bytes do not depend on it")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); none: a local cluster of `workers` processes")
     workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")
+
+    @model_validator(mode="after")
+    def _images_for_synthetic_only(self) -> BuildConfig:
+        if self.images is not None and not self.source.startswith("synthetic"):
+            raise ValueError(f"--images is the number of synthetic scenes to render; to read part of {self.source} use --limit N")
+        return self
 
     def detector_weights(self) -> str | None:
         if self.detector is None and self.source.startswith("images:"):
@@ -84,6 +96,12 @@ class IngestResult:
     digests: list[str]  # sha256 of each shard file (cache keys)
     images: int
     rejections: list[Rejection]
+    counts: dict[str, int | None] = field(default_factory=dict)  # the source's records: held, read, rejected, ... (`SourceCounts`), and limit
+    upright_root: str | None = None  # upright copies of EXIF-rotated images: the release carries these (`release_file`)
+
+    def image_file(self, image: str) -> Path:
+        """The file whose bytes the release stores for a released image path."""
+        return release_file(self.source_root, self.release_prefix, image, self.upright_root)
 
 
 @dataclass
@@ -103,14 +121,21 @@ def _sha256(path: Path) -> str:
 
 
 def ingest(cfg: BuildConfig) -> IngestResult:
-    """Read the source once, check every record, write our scene graphs in shards of JSON lines."""
+    """Read the source once, check every record, write our scene graphs in shards of JSON lines.
+
+    Every record read ends as a scene graph or a rejection (``read = images + rejected``, checked); a
+    source that yields no scene graph is an error unless ``allow_empty``."""
     work = cfg.work_path()
-    source = open_source(cfg.source, work / "sources", images=cfg.images, seed=cfg.seed, limit=(cfg.images or None) if cfg.source != "synthetic" else None)
-    key = hashlib.sha256(json.dumps([cfg.source, str(source.root), cfg.images, cfg.seed, cfg.shard_size]).encode()).hexdigest()[:16]
-    shard_dir = work / "scene_graphs" / key
+    options = ReadOptions(limit=cfg.limit, follow_symlinks=cfg.follow_symlinks, max_pixels=cfg.max_image_pixels)
+    source = open_source(cfg.source, work / "sources", images=cfg.images, seed=cfg.seed, options=options)
+    key = hashlib.sha256(json.dumps([cfg.source, str(source.root), cfg.images, cfg.seed, cfg.shard_size, cfg.limit, cfg.follow_symlinks, cfg.max_image_pixels]).encode()).hexdigest()[:16]
+    shard_dir, upright = work / "scene_graphs" / key, work / "upright" / key
     shard_dir.mkdir(parents=True, exist_ok=True)
     for old in shard_dir.glob("shard-*.jsonl"):
         old.unlink()
+    if upright.is_dir():  # ours (work folder): copies of an earlier read must not stand in for changed files
+        shutil.rmtree(upright)
+    source.options = replace(source.options, upright_dir=upright)
     shards, rejections, buf, n = [], [], [], 0
 
     def flush():
@@ -132,7 +157,24 @@ def ingest(cfg: BuildConfig) -> IngestResult:
             flush()
     if buf:
         flush()
-    return IngestResult(source.name, str(source.root), source.release_prefix, shards, [_sha256(Path(s)) for s in shards], n, rejections)
+    c = source.counts
+    if c.read != n + c.rejected:
+        raise RuntimeError(f"{source.name} reader: {c.read} records read, but {n} scene graphs + {c.rejected} rejected")
+    if c.symlinks_followed:
+        log.warning("%s: %d image path(s) lead out of %s through a symlink, followed (--follow-symlinks)", cfg.source, c.symlinks_followed, source.root)
+    if not n and not cfg.allow_empty:
+        raise SourceError(
+            f"{cfg.source}: no usable record: the source holds {c.held}, {c.read} read, {c.rejected} rejected"
+            + (" (the reasons are logged above)" if c.rejected else "")
+            + "; --allow-empty writes a release without examples"
+        )
+    counts = {**c.to_dict(), "limit": cfg.limit}
+    return IngestResult(source.name, str(source.root), source.release_prefix, shards, [_sha256(Path(s)) for s in shards], n, rejections, counts, str(upright) if c.transposed else None)
+
+
+def source_accounting(ing: IngestResult, released_images: int) -> dict:
+    """The source's records reconciled (`pipeline.sources.base.reconcile`) for the summary and the card."""
+    return reconcile(ing.counts, ing.images, released_images)
 
 
 def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str, detections: str | None = None) -> str:
@@ -184,6 +226,8 @@ def build_shard(
             rejections.append(Rejection("scene", g.image_id, "no_chain", why, file=g.image))
         for ex in exs if drafted else ():
             ex.provenance["drafted_by"] = f"detector:{detector}"
+        for ex in exs if g.transposed else ():
+            ex.provenance["image_transposed"] = g.transposed
         candidates += exs
         rejections += rej
     n_candidates = len(candidates) + sum(r.is_example for r in rejections)  # formed + rejected while forming
@@ -276,7 +320,8 @@ def run_plain(cfg: BuildConfig) -> dict:
         build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir(), detections=dets)
         for s, d, dets in tqdm(list(zip(ing.shards, ing.digests, detections)), desc="build shards", unit="shard")
     ]
-    return release(cfg, ing, results)
+    s = release(cfg, ing, results)
+    return {**s, "records": source_accounting(ing, s["images"])}
 
 
 def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> dict:

@@ -123,7 +123,7 @@ def test_cross_check_flags_a_planted_wrong_box(tmp_path):
     obj["x"] = (obj["x"] + meta["width"] // 2) % max(1, meta["width"] - obj["w"])  # same size, wrong place
     obj["y"] = (obj["y"] + meta["height"] // 3) % max(1, meta["height"] - obj["h"])
     (root / "scene_graphs.json").write_text(json.dumps(graphs))
-    run_plain(BuildConfig(source=f"vg:{root}", images=0, detector="default", out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w")))
+    run_plain(BuildConfig(source=f"vg:{root}", detector="default", out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w")))
     from pipeline.release.arrow import read_examples
 
     examples = read_examples(sorted((tmp_path / "rel" / "data").glob("*.parquet")))
@@ -146,7 +146,7 @@ def test_detections_are_deterministic(tmp_path):
     from pipeline.steps import ingest
 
     root = write_synthetic_vg(tmp_path / "vg", images=5, seed=8, workers=1)
-    ing = ingest(BuildConfig(source=f"vg:{root}", images=0, out=str(tmp_path / "r"), work_dir=str(tmp_path / "w")))
+    ing = ingest(BuildConfig(source=f"vg:{root}", out=str(tmp_path / "r"), work_dir=str(tmp_path / "w")))
     a = detect_shard(ing.shards[0], ing.digests[0], ing.source_root, "default", {}, 0.25, tmp_path / "a")
     b = detect_shard(ing.shards[0], ing.digests[0], ing.source_root, "default", {}, 0.25, tmp_path / "b")
     assert Path(a).read_bytes() == Path(b).read_bytes() and os.path.basename(a) == os.path.basename(b)

@@ -52,6 +52,6 @@ def test_demo_release_bytes_as_recorded(demo_release, work_dir):
 
 def test_visual_genome_layout_release_bytes_as_recorded(tmp_path):
     vg = write_synthetic_vg(tmp_path / "vgsrc", 60, 3)
-    cfg = BuildConfig(source=f"vg:{vg}", images=0, seed=5, out=str(tmp_path / "vg"), work_dir=str(tmp_path / "w"), shard_size=25)
+    cfg = BuildConfig(source=f"vg:{vg}", seed=5, out=str(tmp_path / "vg"), work_dir=str(tmp_path / "w"), shard_size=25)
     run_plain(cfg)
     check(tmp_path / "vg", "vg-60-seed5-shard25", cfg)
