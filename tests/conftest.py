@@ -38,3 +38,19 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+
+@pytest.fixture(scope="session")
+def family_models(demo_release, tmp_path_factory) -> dict[str, Path]:
+    """A tiny random checkpoint of every VLM family (tests/tiny_families.py: each family's own config,
+    model and processor classes, a few hundred KB), built once per test run, offline; a family whose
+    processor needs a missing package is left out (`tiny_families.checkpoint` skips it, naming the package)."""
+    from tiny_families import FAMILIES, available, build
+
+    from training.tiny_llava import release_texts
+
+    release, _ = demo_release
+    texts = release_texts(release)
+    root = tmp_path_factory.mktemp("families")
+    return {f: build(f, root / f, texts) for f in FAMILIES if available(f)}

@@ -35,7 +35,7 @@ def test_exit_labels_follow_the_official_rule_on_masked_columns(model):
     loop = LayerLoop(model)
     batch = ragged_batch()
     with torch.no_grad():
-        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = loop.embed({k: v for k, v in batch.items() if k != "labels"})
         for layer in range(3):
             got = exit_labels(loop, state, layer, batch)
             normal = loop.logits(loop.run(state, start=layer).hidden)  # no drops: positions are the original ones
@@ -58,7 +58,7 @@ def test_exit_labels_follow_the_official_rule_on_masked_columns(model):
 def test_gate_features_are_the_text_mean_and_last_text_token(model):
     loop = LayerLoop(model)
     batch = ragged_batch()
-    state, spans = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+    state, spans = loop.embed({k: v for k, v in batch.items() if k != "labels"})
     f = gate_features(state)
     for b in range(3):
         t0, t1 = spans.text[b].tolist()

@@ -27,9 +27,13 @@ def test_spans_per_sample_without_offsets():
     assert find_spans(right["input_ids"], right["attention_mask"], IMAGE_TOKEN).text.tolist() == [[11, 18], [13, 18], [10, 21]]
     with_answer = find_spans(batch["input_ids"], batch["attention_mask"], IMAGE_TOKEN, batch["labels"])  # the last 3 tokens
     assert with_answer.text.tolist() == [[14, 18], [16, 18], [10, 18]] and with_answer.answer.tolist() == [[18, 21]] * 3
+    # a tiled image (a tile marker between two runs of image tokens) is one vision span of image tokens only
     ids = batch["input_ids"].clone()
     ids[0, 8] = 7
-    with pytest.raises(ValueError, match=r"samples \[0\] have image tokens that are not one contiguous run"):
+    tiled = find_spans(ids, batch["attention_mask"], IMAGE_TOKEN)
+    assert tiled.vision.tolist() == s.vision.tolist() and tiled.image[0].sum() == 8 and not tiled.mask("vision", ids.shape[1])[0, 8]
+    ids[1] = torch.where(ids[1] == IMAGE_TOKEN, 6, ids[1])
+    with pytest.raises(ValueError, match=r"samples \[1\] have no image token"):
         find_spans(ids, batch["attention_mask"], IMAGE_TOKEN)
 
 
@@ -64,7 +68,7 @@ def test_dropping_keeps_positions_and_equals_a_run_without_those_tokens(model):
 
     with torch.no_grad():
         res, spans = loop.forward(batch, DropFirst())
-        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = loop.embed({k: v for k, v in batch.items() if k != "labels"})
         slow = []
         for b in range(3):  # one sample at a time, through the plain HF decoder
             keep = state.valid[b] & ~state.vision[b]

@@ -163,7 +163,7 @@ def test_gprune_keeps_each_samples_top_tokens_alone(model):
 
     batch = ragged_batch()
     loop = LayerLoop(model)
-    state, spans = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+    state, spans = loop.embed({k: v for k, v in batch.items() if k != "labels"})
     with torch.no_grad():
         res = loop.run(state, GPrunePolicy(keep_ratio=0.4))
     for b in range(3):

@@ -70,7 +70,7 @@ def test_mod_layer_routes_as_specified_and_matches_a_direct_computation(model):
     pol.train()
     layer = loop.layers[1]
     with torch.no_grad():
-        state, spans = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
+        state, spans = loop.embed(batch)
         x = loop.run(state, stop=1, final_norm=False).state  # input of layer 1
         forced = x.text | x.answer
         res = loop.run(x, pol, start=1, stop=2, final_norm=False)
@@ -152,7 +152,7 @@ def test_roe_routing_token_run_and_skip_paths(model):
             r.bias.copy_(torch.tensor([1.0, 0.0]))  # run every layer
         run_all = roe.forward_batch(loop, batch)
         # direct: the routing token spliced into the embeddings, the plain HF decoder
-        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        state, _ = loop.embed({k: v for k, v in batch.items() if k != "labels"})
         for b in range(3):
             first_answer = int(torch.nonzero(batch["labels"][b] != -100)[0])
             n = int(batch["attention_mask"][b].sum())
@@ -233,7 +233,7 @@ def test_pooled_image_runs_as_a_sequence_built_with_the_pooled_tokens():
     torch.manual_seed(1)
     pool = SpatialAttentionPool(32, mlp_hidden=8).eval()  # random scores: not average pooling
     with torch.no_grad():
-        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["labels"])
+        state, _ = loop.embed(batch)
         pooled = pool_state(state, pool)
         res = run_pooled(loop, state, pool)
         for b in range(3):

@@ -33,8 +33,10 @@ def test_run_folder_loads_with_the_lora_merged(run_folder):
     from training.efficiency.data import load_model, release_batches
 
     folder, release, peft = run_folder
+    from training.families import family_of
+
     model, processor = load_model(folder)
-    batch = release_batches(release, processor, "test", 2, limit=2)[0]
+    batch = release_batches(release, processor, family_of(model.config), "test", 2, limit=2)[0]
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")}
     with torch.no_grad():
         assert torch.allclose(model(**inputs).logits, peft.eval()(**inputs).logits, atol=1e-4)

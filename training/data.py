@@ -10,8 +10,9 @@ release's own converter (`pipeline.release.llava.conversations`: per example a p
 (`training/finetune.py`), model runs over a split (`training/generate.py`), the tiny model's tokenizer
 (`training/tiny_llava.py`, train split only) and the efficiency stages all read through here.
 
-`encode` turns one conversation into input ids and labels with a model's processor and chat template
-(the loss covers the answer tokens only); `collate` pads a list of them into a batch.
+`encode` turns a list of conversations into one batch through the model's family (`training.families`):
+its processor and chat template, every tensor the model needs, labels on the answer tokens only, the
+answers' boxes in the family's convention (or MM-GCoT's, ``box_format="normalized"``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.schema import Example
+from pipeline.evaluation import box_formats
 from pipeline.release import llava
 from pipeline.release.arrow import read_examples, read_images
 
@@ -90,32 +92,19 @@ class Conversations:
         return decode_image(self.images[c.image]), c.user, c.answer
 
 
-def encode(processor, image, user_text: str, answer: str, max_length: int) -> dict:
-    """input_ids and labels of one conversation: the loss covers the answer tokens only."""
-    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
-    full = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-    full_text = processor.apply_chat_template(full, tokenize=False)
-    enc = processor(images=[image], text=[full_text], return_tensors="pt")
-    n_prompt = processor(images=[image], text=[prompt_text], return_tensors="pt")["input_ids"].shape[1]
-    ids = enc["input_ids"][0][:max_length]
-    labels = ids.clone()
-    labels[:n_prompt] = -100
-    # the vision inputs as the processor made them: LLaVA's pixel_values [1, 3, H, W]; Qwen2-VL's
-    # flattened patches [n, D] with image_grid_thw [1, 3]; collate concatenates each along dim 0
-    vision = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    return {"input_ids": ids, "labels": labels, "vision": vision}
+def target_format(family, box_format: str) -> str:
+    """The box format of training targets: ``family`` (the family's own convention), ``normalized``
+    (MM-GCoT's ``xywh``, as the release writes it) or a `pipeline.evaluation.box_formats` name."""
+    if box_format == "family":
+        return family.box_format
+    return "xywh-norm" if box_format == "normalized" else box_formats.get(box_format).name
 
 
-def collate(items: list[dict], pad_id: int) -> dict:
-    import torch
-
-    n = max(len(x["input_ids"]) for x in items)
-    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # [B, T], right-padded for training
-    labels = torch.full((len(items), n), -100, dtype=torch.long)
-    mask = torch.zeros((len(items), n), dtype=torch.long)
-    for i, x in enumerate(items):
-        k = len(x["input_ids"])
-        ids[i, :k], labels[i, :k], mask[i, :k] = x["input_ids"], x["labels"], 1
-    vision = {k: torch.cat([x["vision"][k] for x in items]) for k in items[0]["vision"]}
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, **vision}
+def encode(family, processor, items: list[tuple], max_length: int, box_format: str = "family") -> dict:
+    """A training batch of (image, user text, answer) items through the model's family (`training.families`):
+    every tensor its processor makes, images nested per sample, right padding, labels on the answer tokens
+    only; the answers' boxes rewritten in ``box_format`` (see `target_format`)."""
+    fmt = box_formats.get(target_format(family, box_format))
+    images = [im for im, _, _ in items]
+    answers = [box_formats.rewrite(a, fmt, family.box_size(processor, *im.size, fmt.name)) for im, _, a in items]
+    return family.encode(processor, images, [u for _, u, _ in items], answers, max_length)

@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,14 +45,15 @@ env.apply()
 
 from pydantic import Field  # noqa: E402
 
-from training.data import Conversations, collate, encode  # noqa: E402
+from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS  # noqa: E402
+from training.data import Conversations, encode, target_format  # noqa: E402
 
 
 class FinetuneConfig(Config):
     """Fine-tune an image-text model on a release's conversations with PEFT LoRA."""
 
     data: str = Field("releases/demo", description="a release folder (gcot build output)")
-    model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint")
+    model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint of a known family (training/families: LLaVA, LLaVA-NeXT/OneVision, Qwen2/2.5/3-VL, Idefics3/SmolVLM, InternVL, PaliGemma, Gemma 3)")
     out: str = Field("runs/finetune", description="the run folder: config.yaml, checkpoints, loss log and plot, adapter, evaluation")
     max_steps: int = Field(150, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="the global batch (split over data-parallel processes)")
@@ -61,8 +63,10 @@ class FinetuneConfig(Config):
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (usually 2 * r)")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], description="module names LoRA adapts")
-    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "multi_modal_projector"], description="modules trained in full and saved with the adapter (tiny: the random head and projector learn too)")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], description="names of the decoder's Linear modules LoRA adapts (the decoder only: the family knows where it is)")
+    lora_vision: bool = Field(False, description="also put LoRA on every Linear of the vision tower (its projector excepted)")
+    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "projector"], description="modules trained in full and saved with the adapter; 'projector' is the family's projector (LLaVA's multi_modal_projector, Qwen's visual.merger, Idefics3's connector, ...)")
+    box_format: Literal[("family", "normalized", *BOX_FORMATS)] = Field("family", description="how the targets write boxes: family (the model family's own convention, what it was pretrained on), normalized (MM-GCoT's [x, y, w, h] as the release has them) or a box format by name")
     masked_head: bool = Field(True, description="logits only for the answer tokens (training/masked_head.py)")
     qlora: bool = Field(True, description="4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere")
     max_length: int = Field(384, ge=16, description="tokens a conversation is cut to")
@@ -164,7 +168,8 @@ class Recipe:
     def setup(self) -> None:
         import torch
         from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from training import families
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +187,6 @@ class Recipe:
         self.base_path = base
         torch.manual_seed(cfg.seed)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.processor = AutoProcessor.from_pretrained(base, local_files_only=True)
         quant = None
         if cfg.qlora and self.device.startswith("cuda"):
             try:
@@ -192,14 +196,19 @@ class Recipe:
                 quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
             except ImportError:
                 print("qlora: bitsandbytes is not installed; plain LoRA on bf16 weights", file=sys.stderr)
-        model = AutoModelForImageTextToText.from_pretrained(base, local_files_only=True, dtype=dtype, quantization_config=quant)
+        try:
+            model, self.processor, self.family = families.load(base, dtype=dtype, quantization_config=quant)
+            targets = self.family.lora_targets(model, cfg.target_modules, cfg.lora_vision)
+            save = self.family.modules_to_save(model, cfg.modules_to_save)
+        except ValueError as e:
+            raise CommandFailed(f"{base}: {e}") from None
         if quant is not None:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model)
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.target_modules, modules_to_save=cfg.modules_to_save or None)
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=save or None)
         self.model = get_peft_model(model, lora)
+        self.box_format = target_format(self.family, cfg.box_format)
         if quant is None:
             self.model.to(self.device)
         self.data = Conversations(release, "train")
@@ -222,8 +231,12 @@ class Recipe:
         rng = random.Random(f"{cfg.seed}:{step}:{micro}")  # the batch is a function of the step: resume sees the same data
         idx = rng.sample(range(len(self.data)), min(cfg.batch_size, len(self.data)))
         idx = idx[self.dist.rank :: self.dist.world]  # this process's slice of the global batch
-        items = [encode(self.processor, *self.data.item(i), cfg.max_length) for i in idx]
-        return {k: v.to(self.device) for k, v in collate(items, self.processor.tokenizer.pad_token_id).items()}
+        self.batch_ids = [self.data.rows[i].id for i in idx]
+        try:
+            batch = encode(self.family, self.processor, [self.data.item(i) for i in idx], cfg.max_length, cfg.box_format)
+        except ValueError as e:
+            raise CommandFailed(f"{cfg.data}: conversations {self.batch_ids}: {e}") from None
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     def _answer_tokens(self, batch: dict) -> int:
         return int((batch["labels"][:, 1:] != -100).sum())  # the positions the loss averages over
@@ -232,9 +245,9 @@ class Recipe:
         from training.masked_head import full_lm_loss, masked_lm_loss
 
         inner = self.model.get_base_model()  # LoRA layers sit inside it
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}  # every tensor the processor made
         hidden = inner.model(**inputs).last_hidden_state  # [B, T, D]: no logits computed here
-        return (masked_lm_loss if self.cfg.masked_head else full_lm_loss)(hidden, inner.lm_head, batch["labels"])
+        return (masked_lm_loss if self.cfg.masked_head else full_lm_loss)(hidden, self.family.head(inner), batch["labels"])
 
     def save_checkpoint(self) -> Path:
         ckpt = self.out / f"checkpoint-{self.step:06d}"
@@ -281,6 +294,10 @@ class Recipe:
             if self.dist.world > 1:
                 self._sum_gradients()
                 total = float(self.dist.sum_(self.torch.tensor([total], dtype=self.torch.float64))[0])
+            if not math.isfinite(total):  # every process sees the summed loss: all stop together, before the update
+                raise CommandFailed(f"step {self.step + 1}: the training loss is {total} (conversations {self.batch_ids}); stopped before "
+                                    f"the update, nothing saved after checkpoint {self.step // cfg.save_every * cfg.save_every}. Lower lr, "
+                                    "check the labels, or use float32")
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -335,8 +352,10 @@ class Recipe:
         from training.generate import RunConfig, run
 
         merged = self.out / "merged"
-        self.model.merge_and_unload().save_pretrained(merged)
-        self.processor.save_pretrained(merged)
+        model = self.model.merge_and_unload()
+        model.config.gcot_box_format = self.box_format  # how the targets wrote boxes: the runner reads them back so
+        model.save_pretrained(merged)
+        self.processor.save_pretrained(merged)  # with the family's chat template where the checkpoint had none
         reports = {}
         for protocol in ("answer-first", "gcot"):
             path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), protocol=protocol,

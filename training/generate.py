@@ -11,7 +11,9 @@ Three protocols, with the official MM-GCoT prompts (``test_llava.py``, ``test_ll
   whole reply when there is none, as the official script does), then the box in a second turn.
 
 Each line holds the official fields (``text``, ``coor``, ``gt_text``, ``gt_coor``, ``img``) plus ours
-(``type``, ``gt_cot``, and for ``gcot`` the chain as ``cot``), so both evaluation modes can read it.
+(``type``, ``gt_cot``, and for ``gcot`` the chain as ``cot``), so both evaluation modes can read it, and
+``box_format`` (with ``box_size`` for a format in pixels): how the model writes boxes, which strict
+evaluation reads them back by. The model's family (`training.families`) makes its inputs.
 Generation is greedy and batched (left padding); a progress bar shows samples per second.
 """
 
@@ -31,9 +33,12 @@ from core.boxes import format_box
 from core.cli import CommandFailed, ConfigCommand
 from core.config import Config
 from core.schema import Example
+from pipeline.evaluation import box_formats
+from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 from pipeline.release.mmgcot import render_cot
 from training.data import decode_image, read_split
+from training.families.base import assistant_turn, user_turn
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ class RunConfig(Config):
     """A model over a release split, in one MM-GCoT protocol, to a results file."""
 
     release: str = Field(description="release folder (gcot build, or gcot convert --to arrow with --images)")
-    model: str = Field(description="model folder (AutoModelForImageTextToText + AutoProcessor; nothing is downloaded)")
+    model: str = Field(description="model folder (AutoModelForImageTextToText + AutoProcessor of a known family, training/families; nothing is downloaded)")
     out: str = Field(description="results file to write (JSON lines)")
     protocol: Literal[PROTOCOLS] = Field("answer-first", description="answer-first (answer, then box), grounding-first (box, then answer) or gcot (the chain, then the box)")
     split: str = Field("test", description="release split")
@@ -55,6 +60,7 @@ class RunConfig(Config):
     max_new_tokens: int = Field(64, ge=1, description="new tokens for answers and boxes")
     max_new_tokens_chain: int = Field(256, ge=1, description="new tokens for a gcot chain")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
+    box_format: Literal[("family", *BOX_FORMATS)] = Field("family", description="how the model writes boxes: family (what fine-tuning recorded in the checkpoint, else the family's own convention) or a box format by name; recorded on each line for gcot eval --mode strict")
 
 
 class RunCommand(RunConfig, ConfigCommand):
@@ -77,36 +83,35 @@ class RunCommand(RunConfig, ConfigCommand):
         return 0
 
 
-def _user(text: str, with_image: bool) -> dict:
-    parts = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
-    return {"role": "user", "content": parts}
-
-
-def _assistant(text: str) -> dict:
-    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
-
-
 class Generator:
-    """Greedy batched generation with a model's own processor and chat template."""
+    """Greedy batched generation with a model's own processor and chat template, through its family
+    (`training.families`): every tensor the processor makes, the images of a batch nested per sample."""
 
-    def __init__(self, model_path: str, device: str = "auto"):
+    def __init__(self, model_path: str, device: str = "auto", box_format: str = "family"):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from training import families
 
         self.torch = torch
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.processor = AutoProcessor.from_pretrained(model_path, local_files_only=True)
-        self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(model_path, local_files_only=True, dtype=dtype).to(self.device).eval()
+        model, self.processor, self.family = families.load(model_path, dtype=dtype)
+        self.model = model.to(self.device).eval()
         self.model_id = Path(model_path).name
+        # what fine-tuning wrote its targets in (finetune.py records it in the merged checkpoint), else the family's own
+        self.box_format = (getattr(model.config, "gcot_box_format", None) or self.family.box_format) if box_format == "family" else box_format
+        box_formats.get(self.box_format)  # a clear error for an unknown name, before any generation
 
     def __call__(self, conversations: list[list[dict]], images: list, max_new_tokens: int) -> list[str]:
-        prompts = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
-        enc = self.processor(images=images, text=prompts, padding=True, return_tensors="pt").to(self.device)
+        enc = {k: v.to(self.device) for k, v in self.family.generation_inputs(self.processor, conversations, images).items()}
         with self.torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
         return [t.strip() for t in self.processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+
+    def box_size(self, image) -> list[int] | None:
+        """The pixel frame the box format refers to, for the results line (None: a relative format)."""
+        size = self.family.box_size(self.processor, *image.size, self.box_format)
+        return None if size is None else list(size)
 
 
 def _batches(examples: list[Example], size: int) -> Iterator[list[Example]]:
@@ -118,12 +123,12 @@ def run_batch(gen: Generator, rows: list[Example], image_bytes: dict[str, bytes]
     images = [decode_image(image_bytes[r.image]) for r in rows]
     first_prompt = {"answer-first": PLAIN_PROMPT, "grounding-first": BOX_PROMPT, "gcot": COT_PROMPT}[cfg.protocol]
     second_prompt = PLAIN_PROMPT if cfg.protocol == "grounding-first" else BOX_PROMPT
-    turn1 = [[_user(f"{r.question}\n{first_prompt}", True)] for r in rows]
+    turn1 = [[user_turn(f"{r.question}\n{first_prompt}")] for r in rows]
     first = gen(turn1, images, cfg.max_new_tokens_chain if cfg.protocol == "gcot" else cfg.max_new_tokens)
-    turn2 = [conv + [_assistant(reply), _user(second_prompt, False)] for conv, reply in zip(turn1, first)]
+    turn2 = [conv + [assistant_turn(reply), user_turn(second_prompt, with_image=False)] for conv, reply in zip(turn1, first)]
     second = gen(turn2, images, cfg.max_new_tokens)
     out = []
-    for r, a, b in zip(rows, first, second):
+    for r, image, a, b in zip(rows, images, first, second):
         rec = {  # the shards' mmgcot_id column reads back as provenance["mmgcot_id"] (arrow.from_row)
             "question_id": int(r.provenance["mmgcot_id"]), "id": r.id, "type": r.type, "img": r.image,
             "protocol": cfg.protocol, "model_id": gen.model_id, "prompt": f"{r.question}\n{first_prompt}",
@@ -134,7 +139,10 @@ def run_batch(gen: Generator, rows: list[Example], image_bytes: dict[str, bytes]
             rec.update(text=b, coor=a)
         else:
             rec.update(ori_text=a, cot=a, text=a.split(FINAL_ANSWER)[-1].strip(), coor=b)
-        rec.update(gt_text=r.answer, gt_coor=format_box(r.answer_box), gt_cot=render_cot(r.steps))
+        rec.update(gt_text=r.answer, gt_coor=format_box(r.answer_box), gt_cot=render_cot(r.steps), box_format=gen.box_format)
+        size = gen.box_size(image)
+        if size is not None:
+            rec["box_size"] = size
         out.append(rec)
     return out
 
@@ -147,7 +155,7 @@ def run(cfg: RunConfig) -> Path:
         examples = examples[: cfg.limit]
     if examples and examples[0].image not in image_bytes:
         raise ValueError(f"{cfg.release}: the {cfg.split} split carries no images (converted without --images)")
-    gen = Generator(cfg.model, cfg.device)
+    gen = Generator(cfg.model, cfg.device, cfg.box_format)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")

@@ -4,8 +4,10 @@ Differences from official mode (README lists them with an example each):
 1. Boxes parse from any bracket style, JSON (``{"bbox_2d": [...]}``, ``[{"bbox_2d": ...}]``), Qwen's
    ``(x1,y1),(x2,y2)`` and negative or exponent numbers; five or more numbers keep the first four
    instead of crashing; an unreadable box is a miss with its reason counted, not ``[0, 0, 0, 0]``.
-2. The box format is explicit per model (``--model-format`` preset or ``--box-format``): LLaVA's
-   usual normalized ``xyxy`` is converted, not compared to ``xywh`` as it is.
+2. The box format is explicit per model (``--model-format`` preset or ``--box-format``, else each line's
+   own ``box_format``, which the runner writes for the model's family; `box_formats` holds them all):
+   LLaVA's usual normalized ``xyxy`` is converted, not compared to ``xywh`` as it is; PaliGemma's
+   ``<loc>`` tokens and Qwen2.5-VL's pixels of its resized image are read as the model writes them.
 3. Answers are normalized: case, punctuation, articles, simple plurals and a synonym list
    ("Wooden." == "wood"); the text after the last "Final Answer:" is taken.
 4. Every step box of a predicted chain is matched one-to-one (Hungarian, by IoU) to the reference
@@ -15,7 +17,6 @@ Differences from official mode (README lists them with an example each):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,68 +27,24 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from core.boxes import iou
+from pipeline.evaluation import box_formats
 
-BOX_FORMATS = ("xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000")
+BOX_FORMATS = box_formats.NAMES
 MODEL_BOX_FORMATS = {"llava": "xyxy-norm", "qwen": "xyxy-abs", "internvl": "xyxy-1000"}
 DEFAULT_BOX_FORMAT = "xywh-norm"  # MM-GCoT's own convention, which models trained on it output
 DEFAULT_SYNONYMS = {"wooden": "wood", "metallic": "metal", "grey": "gray", "golden": "gold"}
 IOU_THRESHOLD = 0.5  # the paper's: a box is right when IoU > 0.5
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
-_GROUP = re.compile(r"[\[({<]([^\[\](){}<>]*)[\])}>]")
 _FINAL = re.compile(r"final answer\s*:", re.IGNORECASE)
 _ARTICLES = {"a", "an", "the"}
+parse_box = box_formats.numbers  # (four numbers or None, reason when None)
 
 
-def parse_box(value) -> tuple[list[float] | None, str]:
-    """(four numbers or None, reason when None)."""
-    if value is None:
-        return None, "missing"
-    if isinstance(value, (list, tuple)):
-        nums = [v for v in value if isinstance(v, (int, float))]
-        return (list(map(float, nums[:4])), "") if len(nums) >= 4 else (None, "fewer_than_4_numbers")
-    if isinstance(value, dict):
-        for key in ("bbox_2d", "bbox", "box", "coordinate", "coordinates"):
-            if key in value:
-                return parse_box(value[key])
-        return None, "json_without_box"
-    text = str(value)
-    if not text.strip():
-        return None, "empty"
-    for start in (i for i, ch in enumerate(text) if ch in "[{"):
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(text[start:])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, list) and obj and isinstance(obj[0], dict):
-            obj = obj[0]
-        if isinstance(obj, (dict, list)):
-            box, why = parse_box(obj)
-            if box is not None:
-                return box, ""
-        break
-    for group in _GROUP.findall(text):
-        nums = _NUMBER.findall(group)
-        if len(nums) >= 4:
-            return [float(n) for n in nums[:4]], ""
-    nums = _NUMBER.findall(text)
-    if len(nums) >= 4:
-        return [float(n) for n in nums[:4]], ""
-    return None, "fewer_than_4_numbers"
-
-
-def to_xywh_norm(box: Sequence[float], box_format: str, size: Callable[[], tuple[int, int]]) -> list[float]:
-    if box_format not in BOX_FORMATS:
-        raise ValueError(f"unknown box format {box_format!r}; choose from {', '.join(BOX_FORMATS)}")
-    a, b, c, d = box
-    if box_format.endswith("-abs"):
-        w, h = size()
-        a, b, c, d = a / w, b / h, c / w, d / h
-    elif box_format.endswith("-1000"):
-        a, b, c, d = a / 1000, b / 1000, c / 1000, d / 1000
-    if box_format.startswith("xyxy"):
-        c, d = c - a, d - b
-    return [a, b, c, d]
+def to_xywh_norm(value, box_format: str, size: Callable[[], tuple[int, int]]) -> tuple[list[float] | None, str]:
+    """A predicted box (text, or its numbers) read in ``box_format`` -> (normalized xywh, "") or (None, reason)."""
+    fmt = box_formats.get(box_format)
+    box, why = fmt.parse(value, size() if fmt.needs_size else None)
+    return (list(box), "") if box is not None else (None, why)
 
 
 def singular(word: str) -> str:
@@ -108,14 +65,16 @@ def normalize_answer(text: str, synonyms: dict[str, str]) -> str:
     return synonyms.get(s, s)
 
 
-def chain_boxes(chain: str | None) -> list[list[float]]:
-    """The box of each line of a chain that has one (steps without a box are skipped)."""
+def chain_boxes(chain: str | None, box_format: str = DEFAULT_BOX_FORMAT, size: Callable[[], tuple[int, int]] | None = None) -> list[list[float]]:
+    """The box of each line of a chain that has one (steps without a box are skipped), read in ``box_format``."""
     if not chain:
         return []
     text = _FINAL.split(chain)[0]
     out = []
     for line in text.split("\n"):
-        box, _ = parse_box(line) if re.search(r"\d", line) else (None, "")
+        if not re.search(r"\d", line):
+            continue
+        box, _ = to_xywh_norm(line, box_format, size or (lambda: (1, 1)))
         if box is not None:
             out.append(box)
     return out
@@ -154,23 +113,31 @@ class Scored:
         return self.iou > IOU_THRESHOLD
 
 
-def score(rec: dict, box_format: str, synonyms: dict[str, str], image_root: str | Path | None) -> Scored:
+def score(rec: dict, box_format: str | None, synonyms: dict[str, str], image_root: str | Path | None) -> Scored:
+    """One results line. The predicted boxes are read in ``box_format``, else in the line's own ``box_format``
+    (what `training/generate.py` records for the model's family), else MM-GCoT's normalized xywh. An absolute
+    format takes its pixel frame from the line's ``box_size`` or else the image under ``image_root``."""
+    fmt = box_format or rec.get("box_format") or DEFAULT_BOX_FORMAT
+
     def size() -> tuple[int, int]:
+        if rec.get("box_size"):
+            w, h = rec["box_size"]
+            return int(w), int(h)
         if image_root is None:
-            raise ValueError(f"box format {box_format} is absolute: --image-root is needed to read image sizes")
+            raise ValueError(f"box format {fmt} is in pixels: --image-root is needed to read image sizes (or a box_size field)")
         with Image.open(Path(image_root) / rec["img"]) as im:
             return im.size
 
     pred_text = rec.get("text")
     correct = isinstance(pred_text, str) and bool(pred_text.strip()) and normalize_answer(pred_text, synonyms) == normalize_answer(str(rec.get("gt_text", "")), synonyms)
-    box, why = parse_box(rec.get("coor"))
+    box, why = to_xywh_norm(rec.get("coor"), fmt, size)
     gt, gt_why = parse_box(rec.get("gt_coor"))
     if gt is None:
         raise ValueError(f"ground-truth box {rec.get('gt_coor')!r} unreadable ({gt_why})")
-    value = iou(tuple(to_xywh_norm(box, box_format, size)), tuple(gt)) if box is not None else 0.0
+    value = iou(tuple(box), tuple(gt)) if box is not None else 0.0
     steps = None
     if rec.get("gt_cot"):
-        pred_steps = [to_xywh_norm(b, box_format, size) for b in chain_boxes(rec.get("cot") or rec.get("ori_text"))]
+        pred_steps = chain_boxes(rec.get("cot") or rec.get("ori_text"), fmt, size)
         steps = match_steps(pred_steps, chain_boxes(rec["gt_cot"]))
     return Scored(str(rec.get("type") or "all"), correct, value, why, steps)
 
@@ -235,7 +202,7 @@ def evaluate(
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> dict:
-    fmt = box_format or (MODEL_BOX_FORMATS[model_format] if model_format else DEFAULT_BOX_FORMAT)
+    fmt = box_format or (MODEL_BOX_FORMATS[model_format] if model_format else None)  # None: each line's own, else MM-GCoT's
     syn = {**DEFAULT_SYNONYMS, **(synonyms or {})}
     scored = []
     for i, rec in enumerate(records):
@@ -247,7 +214,8 @@ def evaluate(
         raise ValueError("no results")
     correct = np.array([s.answer_correct for s in scored], dtype=bool)
     grounded = np.array([s.grounded for s in scored], dtype=bool)
-    report = {"mode": "strict", "box_format": fmt, **_metrics(correct, grounded)}
+    used = fmt or "/".join(sorted({str(r.get("box_format") or DEFAULT_BOX_FORMAT) for r in records}))
+    report = {"mode": "strict", "box_format": used, **_metrics(correct, grounded)}
     report["ci95"] = bootstrap_ci(correct, grounded, bootstrap, seed)
     report["mean_iou"] = float(np.mean([s.iou for s in scored]))
     failures: dict[str, int] = {}

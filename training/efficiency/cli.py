@@ -30,8 +30,11 @@ class EfficiencyCommand(EfficiencyConfig, ConfigCommand):
             cfg = cfg.model_copy(update={"out": f"runs/efficiency/{cfg.method}"})
         if not Path(cfg.data, "llava", "train.json").exists():
             raise CommandFailed(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
-        from training.efficiency.stages import run
+        from training.efficiency.stages import NotApplicable, run
 
-        row, _ = run(cfg)
+        try:
+            row, _ = run(cfg)
+        except NotApplicable as e:
+            raise CommandFailed(str(e)) from None
         print(json.dumps(row, indent=2))
         return 0

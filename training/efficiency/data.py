@@ -16,30 +16,40 @@ import torch
 
 
 def load_model(path: str | Path, device: str = "cpu"):
-    """(model, processor) from a fine-tuning run folder or a plain checkpoint, eval mode, float32 on CPU."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    """(model, processor) from a fine-tuning run folder or a plain checkpoint, eval mode, float32 on CPU;
+    the processor prepared by the model's family (`training.families`)."""
+    from training import families
 
     path = Path(path)
     if (path / "merged" / "config.json").exists():
         path = path / "merged"
     if (path / "config.json").exists():
-        model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        model, processor, _ = families.load(path, dtype=torch.float32)
     elif (path / "base" / "config.json").exists() and (path / "adapter").is_dir():
         from peft import PeftModel
 
-        base = AutoModelForImageTextToText.from_pretrained(path / "base", local_files_only=True, dtype=torch.float32)
+        base, processor, _ = families.load(path / "base", dtype=torch.float32)
         model = PeftModel.from_pretrained(base, path / "adapter").merge_and_unload()
-        processor = AutoProcessor.from_pretrained(path / "base", local_files_only=True)
+        run = path / "config.yaml"
+        if run.exists() and not getattr(model.config, "gcot_box_format", None):  # what finetune.py wrote its targets in
+            import yaml
+
+            from training.data import target_format
+
+            fmt = (yaml.safe_load(run.read_text()) or {}).get("box_format")
+            if fmt:
+                model.config.gcot_box_format = target_format(families.family_of(model.config), fmt)
     else:
         raise FileNotFoundError(f"{path}: neither a checkpoint (config.json), a run with merged/, nor a run with base/ + adapter/")
     return model.to(device).eval(), processor
 
 
-def release_batches(release: str | Path, processor, split: str, batch_size: int, limit: int | None = None, seed: int = 0,
-                    max_length: int = 384, shuffle: bool = False):
-    """Lists of collated batches (input_ids, attention_mask, labels, pixel_values), right-padded."""
-    from training.data import Conversations, collate, encode
+def release_batches(release: str | Path, processor, family, split: str, batch_size: int, limit: int | None = None, seed: int = 0,
+                    max_length: int = 384, shuffle: bool = False, box_format: str = "normalized"):
+    """Batches as fine-tuning makes them (`training.data.encode` through the model's ``family``: every tensor
+    of the processor, labels on the answer tokens), right-padded, the answers' boxes in ``box_format`` (what
+    the model was fine-tuned on: `box_format_of`)."""
+    from training.data import Conversations, encode
 
     data = Conversations(release, split)
     idx = list(range(len(data)))
@@ -47,12 +57,12 @@ def release_batches(release: str | Path, processor, split: str, batch_size: int,
         random.Random(seed).shuffle(idx)
     if limit:
         idx = idx[:limit]
-    pad = processor.tokenizer.pad_token_id
-    out = []
-    for s in range(0, len(idx), batch_size):
-        items = [encode(processor, *data.item(i), max_length) for i in idx[s:s + batch_size]]
-        out.append(collate(items, pad))
-    return out
+    return [encode(family, processor, [data.item(i) for i in idx[s:s + batch_size]], max_length, box_format) for s in range(0, len(idx), batch_size)]
+
+
+def box_format_of(model) -> str:
+    """The box format a fine-tuned model's targets were written in (MM-GCoT's when it was never recorded)."""
+    return getattr(model.config, "gcot_box_format", None) or "normalized"
 
 
 def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

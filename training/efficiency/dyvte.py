@@ -66,7 +66,7 @@ def gate_dataset(loop: LayerLoop, batches: list[dict]) -> list[list[tuple[torch.
     """[layer] -> list of (features [B, 2D], labels [B]) over the batches (the LLM is frozen: computed once)."""
     data: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in loop.layers]
     for batch in batches:
-        state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+        state, _ = loop.embed(batch)
         for layer in range(len(loop.layers)):
             data[layer].append((gate_features(state), exit_labels(loop, state, layer, batch)))
             state = loop.run(state, start=layer, stop=layer + 1, final_norm=False).state

@@ -45,7 +45,7 @@ def _timed(fn: Callable[[], RunResult], repeats: int) -> tuple[RunResult, float]
 
 
 def _embedded(loop: LayerLoop, batch: dict):
-    return loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))[0]
+    return loop.embed(batch)[0]
 
 
 @torch.no_grad()

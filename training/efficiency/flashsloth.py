@@ -93,8 +93,9 @@ class InstructionQueries(nn.Module):
         return q + self.to_vision(q, vision, vision, need_weights=False)[0]
 
 
-def pool_state(state: TokenState, pool: SpatialAttentionPool, grid: tuple[int, int] | None = None) -> TokenState:
-    """The tokens entering the decoder with each sample's image tokens pooled (see the module doc)."""
+def pool_state(state: TokenState, pool: SpatialAttentionPool, grid: tuple[int, int] | None = None, positions=position_ids_from_mask) -> TokenState:
+    """The tokens entering the decoder with each sample's image tokens pooled (see the module doc);
+    ``positions`` numbers the shorter sequence (the model family's: `LayerLoop.text_positions`)."""
     vis = state.vision & state.valid
     counts = vis.sum(1)
     n = int(counts[0])
@@ -109,11 +110,11 @@ def pool_state(state: TokenState, pool: SpatialAttentionPool, grid: tuple[int, i
     hidden = state.hidden.index_put((rows.reshape(-1), idx[:, :m].reshape(-1)), pooled.reshape(-1, d))
     keep = (state.valid & ~vis).scatter(1, idx[:, :m], True)
     out = replace(state, hidden=hidden).keep(keep)
-    return replace(out, position_ids=position_ids_from_mask(out.valid))
+    return replace(out, position_ids=positions(out.valid))
 
 
 def run_pooled(loop: LayerLoop, state: TokenState, pool: SpatialAttentionPool) -> RunResult:
-    return loop.run(pool_state(state, pool), Policy())
+    return loop.run(pool_state(state, pool, positions=loop.text_positions), Policy())
 
 
 def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict], steps: int, lr: float = 1e-3,
@@ -121,7 +122,7 @@ def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict],
     """LM loss on the answer tokens through the pooled image, the decoder frozen; the pooling (and the
     projector when ``projector_lr`` > 0) learns."""
     model = loop.model
-    opt = torch.optim.AdamW(param_groups(model, pool, lr, model.model.multi_modal_projector, projector_lr))
+    opt = torch.optim.AdamW(param_groups(model, pool, lr, loop.family.projector_modules(model), projector_lr))
     rng = random.Random(seed)
     torch.manual_seed(seed)
     pool.train()
@@ -129,7 +130,7 @@ def train_pool(loop: LayerLoop, pool: SpatialAttentionPool, batches: list[dict],
     for step in range(steps):
         batch = batches[rng.randrange(len(batches))]
         with torch.set_grad_enabled(projector_lr > 0):
-            state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+            state, _ = loop.embed(batch)
         logits, targets, valid = answer_logits(loop, run_pooled(loop, state, pool), batch)
         loss = nn.functional.cross_entropy(logits[valid], targets[valid])
         opt.zero_grad()

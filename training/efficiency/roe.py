@@ -19,7 +19,7 @@ layer do not enter it.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 from torch import nn
@@ -77,23 +77,23 @@ class RoE(Policy, nn.Module):
 
     def insert(self, state: TokenState) -> TokenState:
         b, t, d = state.hidden.shape
-        rows = {k: [] for k in ("hidden", "position_ids", "valid", "index", "vision", "text", "answer")}
+        rows = {f.name: [] for f in fields(state) if getattr(state, f.name) is not None}
         slots = []
         for i in range(b):
             s = int((state.index[i] < self.insert_at[i]).logical_and(state.valid[i]).nonzero().max()) + 1
             slots.append(s)
-            prev = state.position_ids[i, s - 1]
-            pieces = {
+            pos = state.position_ids[i]  # [T] or [T, A] (multimodal RoPE: every axis moves on by one)
+            after = (torch.arange(t) >= s).view(-1, *([1] * (pos.dim() - 1)))
+            new = {  # the routing token's value of each per-token field, beside the shifted originals
                 "hidden": (self.route_token.to(state.hidden.dtype)[None], state.hidden[i]),
-                "position_ids": (prev[None] + 1, torch.where(torch.arange(t) >= s, state.position_ids[i] + 1, state.position_ids[i])),
+                "position_ids": (pos[s - 1][None] + 1, torch.where(after, pos + 1, pos)),
                 "valid": (torch.tensor([True]), state.valid[i]),
                 "index": (torch.tensor([-1]), state.index[i]),
-                "vision": (torch.tensor([False]), state.vision[i]),
-                "text": (torch.tensor([False]), state.text[i]),
-                "answer": (torch.tensor([False]), state.answer[i]),
             }
-            for k, (new, old) in pieces.items():
-                rows[k].append(torch.cat([old[:s], new, old[s:]]))
+            for k in rows:
+                old = getattr(state, k)[i]
+                add, old = new.get(k, (torch.full_like(old[:1], -1 if k == "block" else 0), old))
+                rows[k].append(torch.cat([old[:s], add, old[s:]]))
         self.slot = torch.tensor(slots)
         return TokenState(**{k: torch.stack(v) for k, v in rows.items()})
 
@@ -126,7 +126,7 @@ class RoE(Policy, nn.Module):
         n_vis = torch.zeros_like(n_attn)
         if not run.any():
             return replace(state, hidden=skip), LayerTrace(n_attn, n_attn, n_vis, n_vis)
-        sub = TokenState(**{k: getattr(state, k)[run] for k in ("hidden", "position_ids", "valid", "index", "vision", "text", "answer")})
+        sub = state.rows(run)
         full_sub, _ = loop.dense_layer(layer, sub, Policy())
         full = state.hidden.clone()
         full[run] = full_sub.hidden
@@ -140,7 +140,7 @@ class RoE(Policy, nn.Module):
         self.set_batch(batch)
         self.skip_weights = []
         if state is None:
-            state, _ = loop.embed(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch.get("labels"))
+            state, _ = loop.embed(batch)
         return loop.run(self.insert(state), self)
 
 

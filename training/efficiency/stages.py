@@ -13,11 +13,15 @@ import torch
 
 from training.efficiency import dyvte, fitprune, flashsloth, gamma_mod, gprune, roe
 from training.efficiency.config import EfficiencyConfig
-from training.efficiency.data import load_model, release_batches
+from training.efficiency.data import box_format_of, load_model, release_batches
 from training.efficiency.evaluate import Reference, answer_loss, compare, digit_tokens, reference
 from training.efficiency.layer_loop import LayerLoop
 
 log = logging.getLogger(__name__)
+
+
+class NotApplicable(ValueError):
+    """The method cannot apply to the model's family (the message says why)."""
 
 
 class Session:
@@ -28,8 +32,12 @@ class Session:
         self.cfg = cfg
         self.model, self.processor = load_model(cfg.model)
         self.loop = LayerLoop(self.model)
-        self.fit = release_batches(cfg.data, self.processor, cfg.fit_split, cfg.batch_size, cfg.fit_samples, cfg.seed, shuffle=True)
-        self.eval = release_batches(cfg.data, self.processor, cfg.eval_split, cfg.batch_size, cfg.eval_samples)
+        why = self.loop.family.not_applicable.get(cfg.method)
+        if why:  # before any batch or reference is computed
+            raise NotApplicable(f"{cfg.method} does not apply to {self.loop.family.name} models: {why}")
+        fam, fmt = self.loop.family, box_format_of(self.model)
+        self.fit = release_batches(cfg.data, self.processor, fam, cfg.fit_split, cfg.batch_size, cfg.fit_samples, cfg.seed, shuffle=True, box_format=fmt)
+        self.eval = release_batches(cfg.data, self.processor, fam, cfg.eval_split, cfg.batch_size, cfg.eval_samples, box_format=fmt)
         self.ref = ref or reference(self.loop, self.eval, cfg.latency_repeats)
         self.digits = digit_tokens(self.processor.tokenizer)
 
@@ -121,9 +129,9 @@ def run_flashsloth(s: Session, out: Path) -> dict:
     dense = answer_loss(s.loop, s.eval, lambda batch, state: s.loop.run(state))
     untrained = answer_loss(s.loop, s.eval, run)  # plain average pooling
     hist = flashsloth.train_pool(s.loop, pool, s.fit, cfg.sloth_steps, cfg.sloth_lr, cfg.projector_lr, cfg.seed)
-    torch.save({"pool": pool.state_dict(), "projector": s.model.model.multi_modal_projector.state_dict(), "window": cfg.window}, out / "flashsloth.pt")
+    torch.save({"pool": pool.state_dict(), "projector": s.loop.family.projector_modules(s.model).state_dict(), "window": cfg.window}, out / "flashsloth.pt")
     row = s.measure(run)
-    n_vis = int((s.eval[0]["input_ids"][0] == s.loop.image_token_id).sum())
+    n_vis = int(s.loop.embed(s.eval[0])[0].vision[0].sum())
     m = pool.pooled_count(n_vis)
     return {"setting": f"{n_vis} -> {m} visual tokens", "visual_tokens": [n_vis, m], "answer_loss": answer_loss(s.loop, s.eval, run),
             "answer_loss_unchanged": dense, "answer_loss_average_pooling": untrained, "lm_first": hist[0]["lm"] if hist else None,
@@ -139,7 +147,7 @@ def run(cfg: EfficiencyConfig, ref: Reference | None = None) -> tuple[dict, Refe
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(cfg.to_yaml(f"gcot efficiency {cfg.method} --config {out / 'config.yaml'}"))
     s = Session(cfg, ref)
-    row = {"method": cfg.method, **RUNNERS[cfg.method](s, out)}
+    row = {"method": cfg.method, "family": s.loop.family.name, **RUNNERS[cfg.method](s, out)}
     row["reference"] = {"gflops": s.ref.flops / 1e9, "latency_ms": s.ref.latency_ms}
     (out / "result.json").write_text(json.dumps(row, indent=2) + "\n")
     return row, s.ref
