@@ -22,6 +22,10 @@ DEFAULTS = {
     # A cold ephemeral server on a busy 2-core machine can take longer than Prefect's default wait.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # Run logs at INFO reach the API (the run page's Logs tab, `--watch`); the console stays at WARNING.
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "RAY_USAGE_STATS_ENABLED": "0",  # --runner ray
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "false",

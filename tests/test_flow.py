@@ -30,7 +30,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
     with get_client(sync_client=True) as c:
         runs = c.read_task_runs()
-    names = [r.state.name for r in runs if r.name.startswith("build_shard")]
+    names = [r.state.name for r in runs if r.name.startswith("build-shard-")]
     assert names.count("Cached") == 3 and names.count("Completed") == 3
 
     # Results lost (worker's disk wiped): the cache key no longer holds and the shards are rebuilt.

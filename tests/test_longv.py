@@ -191,6 +191,13 @@ def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path)
     assert s["videos"] == 1 and s["rejected"] == 3 and s["candidates"] == s["videos"] + s["rejected"]
     (item,) = read_items(s["release"])
     assert set(truth["cuts"]) <= {c.start for c in item.clips}
+    # the run page: the summary lists each rejection rule with an example, the progress reached 100 %
+    from prefect.artifacts import Artifact
+
+    summary = Artifact.get("build-longv-eval-summary").data
+    rejected = [json.loads(line) for line in (Path(s["release"]) / "rejections.jsonl").read_text().splitlines()]
+    assert all(f"`{r['rule']}`" in summary for r in rejected) and rejected[0]["id"] in summary and s["release"] in summary
+    assert Artifact.get("build-longv-eval-progress").data == 100.0
     # a rerun reads every finished video from its result file
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "longv_results").glob("*.json")}
     s2 = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))

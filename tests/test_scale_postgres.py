@@ -86,7 +86,7 @@ def test_deployment_runs_through_a_process_worker_on_a_prefect_server_on_postgre
         rows = pg.sql("SELECT f.name, r.state_type, r.parameters->'config'->>'runner', w.name FROM flow_run r JOIN flow f ON f.id = r.flow_id"
                       " JOIN work_queue q ON q.id = r.work_queue_id JOIN work_pool w ON w.id = q.work_pool_id", "prefect")
         assert rows == "build-gcot|COMPLETED|dask|gcot-test"
-        assert pg.sql("SELECT count(*) FROM task_run WHERE name LIKE 'build_shard%' AND state_type = 'COMPLETED'", "prefect") == "1"
+        assert pg.sql("SELECT count(*) FROM task_run WHERE name LIKE 'build-shard-%' AND state_type = 'COMPLETED'", "prefect") == "1"
     finally:
         if worker is not None:
             _stop(worker)

@@ -8,20 +8,31 @@ files are gone is run again with a refreshed cache, so a rerun redoes only what 
 Shard tasks run where ``runner`` says (`gcot.flows.runners`): threads (default), processes, a
 Dask cluster (local processes or ``dask_address``) or Ray. A worker lost mid-run costs only the
 shards it had not finished: finished ones are on disk with their marker and come back from the cache.
+
+The run page: the Logs tab follows ingest (the steps' own progress bars, relayed), each shard as it
+finishes and the release, and ends with the release's path and counts (the last thing `prefect
+deployment run --watch` prints); task runs are named for their shard (`build-shard-3-of-21`); the
+`build-gcot-progress` artifact moves through ingest, the shards and the release; `build-gcot-summary`
+lists the counts and the rejections by rule, an example of each.
 """
 
 from __future__ import annotations
 
-from prefect import flow, task
+from collections import Counter
+
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.progress import RunProgress
+from gcot.flows.reports import rejection_table, rejections_by_rule
 from gcot.flows.runners import shard_runner
 from pipeline import steps
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE, task_run_name="ingest")
 def ingest_source(cfg: steps.BuildConfig) -> steps.IngestResult:
     return steps.ingest(cfg)
 
@@ -33,7 +44,7 @@ def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_m
     return detect(shard, digest, source_root, weights, name_map, conf, out_dir)
 
 
-@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)  # run as build-shard-3-of-21 (named where submitted)
 def build_shard(
     shard: str, digest: str, release_prefix: str, seed: int, per_type: dict, rewriter: str, out_dir: str, code: str, detections: str | None
 ) -> steps.ShardResult:
@@ -57,30 +68,54 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
 
     cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
     seed, rewriter = cfg.seed, cfg.rewriter
+    weights = cfg.detector_weights()
+    log = get_run_logger()
+    phases = {"ingest": 30.0, **({"detect": 50.0} if weights else {}), "shards": 95.0, "release": 100.0}
+    progress = RunProgress("build-gcot-progress", f"build-gcot into {cfg.out}: {', '.join(phases)}", phases)
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
-        ing = ingest_source(cfg)
+        log.info("ingest: reading %s into shards of %d images", cfg.source, cfg.shard_size)
+        with progress.relay_bars("ingest"):
+            ing = ingest_source(cfg)
+        n = len(ing.shards)
+        log.info("ingest: %d images in %d shards, %d source records rejected%s", ing.images, n, len(ing.rejections), _rules(ing.rejections))
         code, out_dir = steps.gcot_code_digest(), str(cfg.results_dir())
-        weights = cfg.detector_weights()
         refresh = build_shard.with_options(refresh_cache=True)  # for shards whose result files are gone
 
         def done(d: str, dets: str | None) -> bool:
             return steps.shard_done(out_dir, steps.shard_key(d, ing.release_prefix, seed, cfg.per_type, rewriter, code, dets))
 
-        detections = [None] * len(ing.shards)
+        detections = [None] * n
         if weights:
-            detections = [f.result() for f in [
-                tr.submit(detect_shard, dict(shard=shard, digest=d, source_root=ing.source_root, weights=weights, name_map=cfg.name_map, conf=cfg.detector_conf, out_dir=out_dir))
-                for shard, d in zip(ing.shards, ing.digests)
-            ]]
+            detections = progress.collect([
+                tr.submit(detect_shard.with_options(task_run_name=f"detect-shard-{i}-of-{n}"),
+                          dict(shard=shard, digest=d, source_root=ing.source_root, weights=weights, name_map=cfg.name_map, conf=cfg.detector_conf, out_dir=out_dir))
+                for i, (shard, d) in enumerate(zip(ing.shards, ing.digests), 1)
+            ], "detect", lambda i, _: f"detection of shard {i} of {n} done")
         futures = [
-            tr.submit(build_shard if done(d, dets) else refresh,
+            tr.submit((build_shard if done(d, dets) else refresh).with_options(task_run_name=f"build-shard-{i}-of-{n}"),
                       dict(shard=shard, digest=d, release_prefix=ing.release_prefix, seed=seed, per_type=cfg.per_type, rewriter=rewriter, out_dir=out_dir, code=code, detections=dets))
-            for shard, d, dets in zip(ing.shards, ing.digests, detections)
+            for i, (shard, d, dets) in enumerate(zip(ing.shards, ing.digests, detections), 1)
         ]
-        results = [f.result() for f in futures]
+        results = progress.collect(futures, "shards", lambda i, r: f"shard {i} of {n} done: {r.examples} examples of {r.candidates} candidates, {r.rejected} rejected")
+    log.info("release: writing %s", cfg.out)
     s = write_release(cfg, ing, results)
+    progress.update("release", 1.0)
     _publish(s)
-    return s
+    log.info(closing_line(s))
+    # the run's final state carries the same line: Prefect logs it last ("Finished in state Completed('release ...')")
+    return Completed(message=closing_line(s), data=s)
+
+
+def _rules(rejections) -> str:
+    counts = Counter(r.rule for r in rejections)
+    return f" ({', '.join(f'{rule} {c}' for rule, c in counts.most_common())})" if counts else ""
+
+
+def closing_line(s: dict) -> str:
+    """The run's last log line, where `prefect deployment run --watch` ends: where the release went and what it holds."""
+    splits = ", ".join(f"{sp} {c}" for sp, c in s["per_split"].items())
+    return (f"release {s['release']}: {s['examples']} examples ({splits}) from {s['images']} images; "
+            f"{s['rejected']} of {s['candidates']} candidates rejected, {s['source_rejections']} source records rejected")
 
 
 def _publish(s: dict) -> None:
@@ -95,7 +130,8 @@ def _publish(s: dict) -> None:
             f"# build-gcot\n\nRelease: `{s['release']}`\n\n| | |\n|---|---|\n"
             f"| examples | {s['examples']} |\n| images | {s['images']} |\n| candidates | {s['candidates']} |\n"
             f"| rejected | {s['rejected']} |\n| source records rejected | {s['source_rejections']} |\n"
-            f"| reconciles | {s['candidates'] == s['examples'] + s['rejected']} |\n"
+            f"| reconciles | {s['candidates'] == s['examples'] + s['rejected']} |\n\n"
+            f"## Rejections by rule\n\n{rejection_table(rejections_by_rule(s['release']))}"
         ),
-        description="build-gcot counts",
+        description=f"build-gcot summary: release {s['release']}, counts, rejections by rule with an example each",
     )

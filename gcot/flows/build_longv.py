@@ -5,17 +5,24 @@ minute of video is seconds of CPU, far more than a shard of scene graphs); each 
 result to a file keyed by the video's bytes, the parameters and the code, so a rerun redoes only
 videos that changed or whose results are gone. Each worker thread keeps one detector: Ultralytics'
 predictor is not safe to share between threads.
+
+The run page, as build-gcot's: logs of discovery, each video as it finishes and the release (the
+last line gives its path and counts), the `build-longv-eval-progress` artifact, and the summary with
+the rejections by rule, an example of each.
 """
 
 from __future__ import annotations
 
 import threading
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.progress import RunProgress
+from gcot.flows.reports import rejection_table, rejections_by_rule
 from gcot.flows.runners import shard_runner
 from pipeline.longv import steps
 from pipeline.longv.release import write_release
@@ -59,16 +66,32 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    log = get_run_logger()
+    progress = RunProgress("build-longv-eval-progress", f"build-longv-eval into {cfg.out}: discover, videos, release", {"discover": 10.0, "videos": 95.0, "release": 100.0})
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
-        found = discover_videos(cfg)
+        log.info("discover: looking for videos in %s", cfg.videos)
+        with progress.relay_bars("discover"):  # the synthetic default renders its videos here
+            found = discover_videos(cfg)
+        n = len(found.videos)
+        log.info("discover: %d videos, %d files rejected", n, len(found.rejections))
         out_dir = cfg.results_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         code = steps.longv_code_digest()
         futures = [tr.submit(process_video, dict(path=p, vid=v, cfg=cfg, out_dir=str(out_dir), code=code)) for p, v in zip(found.videos, found.ids)]
-        results = [f.result() for f in futures]
+        results = progress.collect(futures, "videos", lambda i, r: f"video {i} of {n} done: {r.id} " + ("released" if r.item_file else f"rejected ({(r.rejection or {}).get('rule')})"))
+    log.info("release: writing %s", cfg.out)
     s = release(cfg, found, results)
+    progress.update("release", 1.0)
     _publish(s)
-    return s
+    log.info(closing_line(s))
+    # the run's final state carries the same line: Prefect logs it last ("Finished in state Completed('release ...')")
+    return Completed(message=closing_line(s), data=s)
+
+
+def closing_line(s: dict) -> str:
+    """The run's last log line, where `prefect deployment run --watch` ends: where the release went and what it holds."""
+    return (f"release {s['release']}: {s['videos']} videos ({s['hours'] * 60:.1f} min, {s['clips']} clips, {s['prompts']} prompts); "
+            f"{s['rejected']} of {s['candidates']} videos rejected")
 
 
 def _publish(s: dict) -> None:
@@ -86,7 +109,8 @@ def _publish(s: dict) -> None:
         markdown=(
             f"# build-longv-eval\n\nRelease: `{s['release']}`\n\n| | |\n|---|---|\n| videos | {s['videos']} |\n"
             f"| rejected | {s['rejected']} |\n| clips | {s['clips']} |\n| prompts | {s['prompts']} |\n"
-            f"| reconciles | {s['candidates'] == s['videos'] + s['rejected']} |\n"
+            f"| reconciles | {s['candidates'] == s['videos'] + s['rejected']} |\n\n"
+            f"## Rejections by rule\n\n{rejection_table(rejections_by_rule(s['release']))}"
         ),
-        description="build-longv-eval counts",
+        description=f"build-longv-eval summary: release {s['release']}, counts, rejections by rule with an example each",
     )

@@ -23,13 +23,18 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# The server streams run logs to `prefect deployment run --watch` only with these on (Prefect 3.8: off by default).
+LOG_STREAM = {"PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true", "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true"}
+
+
 def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `prefect server start` and return once it answers /api/health (``env``: the server's
-    environment, e.g. PREFECT_API_DATABASE_CONNECTION_URL for PostgreSQL; default this process's)."""
+    environment, e.g. PREFECT_API_DATABASE_CONNECTION_URL for PostgreSQL; default this process's).
+    Run logs are streamed out, so that `--watch` prints them."""
     api = f"http://{host}:{port}/api"
     exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={"PREFECT_UI_ENABLED": "true", **(env if env is not None else os.environ)})
+    proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={"PREFECT_UI_ENABLED": "true", **LOG_STREAM, **(env if env is not None else os.environ)})
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
