@@ -8,11 +8,15 @@ write_release (atomic).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -26,6 +30,7 @@ from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
+from pipeline.release.spill import SortedSpill
 from pipeline.sources.base import ReadOptions, SourceError, reconcile
 from pipeline.sources.images import MAX_PIXELS, PILLOW_LIMIT
 from pipeline.sources.registry import SYNTHETIC_SCENES, open_source, release_file
@@ -244,14 +249,6 @@ def build_shard(
     return result
 
 
-def load_shard_result(r: ShardResult) -> tuple[list[Example], list[Rejection]]:
-    examples = [Example.from_dict(json.loads(line)) for line in Path(r.examples_file).read_text().splitlines() if line]
-    rejections = [Rejection(**json.loads(line)) for line in Path(r.rejections_file).read_text().splitlines() if line]
-    if len(examples) != r.examples or len(rejections) != r.rejected:
-        raise RuntimeError(f"shard {r.key}: files hold {len(examples)} examples / {len(rejections)} rejections, the marker says {r.examples} / {r.rejected}")
-    return examples, rejections
-
-
 def split_of(image_id: str, source: str, seed: int, ratios: tuple[float, ...]) -> str:
     """Deterministic split by image: a hash of (seed, source, image) against cumulative ratios."""
     h = int.from_bytes(hashlib.blake2b(f"{seed}:{source}:{image_id}".encode(), digest_size=8).digest(), "big") / 2**64
@@ -263,43 +260,114 @@ def split_of(image_id: str, source: str, seed: int, ratios: tuple[float, ...]) -
     return SPLITS[-1]
 
 
-def finalize(results: list[ShardResult], seed: int, ratios: tuple[float, ...]) -> tuple[list[Example], list[Rejection], int]:
-    """Merge shards: splits by image, release order, integer MM-GCoT ids, the cross-split check."""
-    examples, rejections = [], []
-    for r in results:
-        e, j = load_shard_result(r)
-        examples += e
-        rejections += j
-    candidates = sum(r.candidates for r in results)
-    for ex in examples:
-        ex.split = split_of(ex.image_id, ex.source, seed, ratios)
+def _lines(path: str | Path) -> Iterator[str]:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield line
+
+
+@dataclass
+class Finalized:
+    """The shards' examples in release order, sorted on disk (``examples()`` streams them once), and
+    every rejection of the shards (``rejections()``, the cross-split ones last)."""
+
+    results: list[ShardResult]
+    spill: SortedSpill
+    split: Callable[[dict], str]
+    leaks: set[str]
+    leak_rejections: list[Rejection]
+    candidates: int
+
+    def examples(self) -> Iterator[Example]:
+        """Release order (split, image, id), leaks left out, MM-GCoT ids numbered on the way."""
+        n = 0
+        for d in self.spill.merged():
+            if d["id"] in self.leaks:
+                continue
+            ex = Example.from_dict(d)
+            ex.split = self.split(d)
+            ex.provenance["mmgcot_id"] = str(n)
+            n += 1
+            yield ex
+
+    def rejections(self) -> Iterator[Rejection]:
+        for r in self.results:
+            for line in _lines(r.rejections_file):
+                yield Rejection(**json.loads(line))
+        yield from self.leak_rejections
+
+
+def finalize(results: list[ShardResult], seed: int, ratios: tuple[float, ...], spill_dir: str | Path) -> Finalized:
+    """Merge shards: splits by image, release order, integer MM-GCoT ids, the cross-split check.
+
+    The release order is sorted out of core: every shard's examples go to a ``SortedSpill`` under
+    ``spill_dir`` keyed by (split, image, id), stable, so the order is the one sorting them all in
+    memory gives, with a bounded buffer. Splits hash (seed, source, image), so an image can sit in two
+    splits only when two sources share its id; only then are the examples read again for the check.
+    """
     order = {s: i for i, s in enumerate(SPLITS)}
-    examples.sort(key=lambda e: (order.get(e.split, 9), _natural(e.image_id), e.id))
-    leaks = {r.id for r in check_splits(examples)}
-    rejections += [r for r in check_splits(examples)]
-    examples = [e for e in examples if e.id not in leaks]
-    for i, ex in enumerate(examples):
-        ex.provenance["mmgcot_id"] = str(i)
-    return examples, rejections, candidates
+
+    def split(d: dict) -> str:
+        return split_of(str(d["image_id"]), d.get("source", ""), seed, ratios)
+
+    def key(d: dict) -> tuple:
+        return (order.get(split(d), 9), _natural(str(d["image_id"])), d["id"])
+
+    spill = SortedSpill(spill_dir, key)
+    sources: set[str] = set()
+    for r in results:
+        n = 0
+        for line in _lines(r.examples_file):
+            d = json.loads(line)
+            spill.add(d, line)
+            sources.add(d.get("source", ""))
+            n += 1
+        rejected = sum(1 for _ in _lines(r.rejections_file))
+        if n != r.examples or rejected != r.rejected:
+            raise RuntimeError(f"shard {r.key}: files hold {n} examples / {rejected} rejections, the marker says {r.examples} / {r.rejected}")
+    leak_rejections = _split_leaks(results, split, key) if len(sources) > 1 else []
+    return Finalized(results, spill, split, {r.id for r in leak_rejections}, leak_rejections, sum(r.candidates for r in results))
+
+
+def _split_leaks(results: list[ShardResult], split: Callable[[dict], str], key: Callable[[dict], tuple]) -> list[Rejection]:
+    """check_splits over the examples of the images found in two splits, in release order."""
+    splits: dict[str, set[str]] = {}
+    for r in results:
+        for line in _lines(r.examples_file):
+            d = json.loads(line)
+            splits.setdefault(str(d["image_id"]), set()).add(split(d))
+    twice = {i for i, s in splits.items() if len(s) > 1}
+    seen = []
+    for r in results:
+        for line in _lines(r.examples_file):
+            d = json.loads(line)
+            if str(d["image_id"]) in twice:
+                seen.append((key(d), len(seen), SimpleNamespace(id=d["id"], image_id=str(d["image_id"]), split=split(d))))
+    return check_splits(e for _, _, e in sorted(seen, key=lambda t: t[:2]))
 
 
 def _natural(image_id: str) -> tuple:
     return (0, int(image_id), "") if image_id.isdigit() else (1, 0, image_id)
 
 
-def summary(examples: list[Example], rejections: list[Rejection], candidates: int, out: str) -> dict:
-    from collections import Counter
-
+def summary(stats: dict, out: str) -> dict:
+    """The build's counts from the card's numbers (``data_cards.stats``)."""
+    per_split_type = {sp: {t: n for t, n in sorted(c.items()) if n} for sp, c in sorted(stats["per_split_type"].items())}
+    per_type: dict[str, int] = {}
+    for c in per_split_type.values():
+        for t, n in c.items():
+            per_type[t] = per_type.get(t, 0) + n
     return {
         "release": str(Path(out).resolve()),
-        "examples": len(examples),
-        "images": len({e.image_id for e in examples}),
-        "per_type": dict(sorted(Counter(e.type for e in examples).items())),
-        "per_split": dict(sorted(Counter(e.split for e in examples).items())),
-        "per_split_type": {sp: dict(sorted(Counter(e.type for e in examples if e.split == sp).items())) for sp in sorted({e.split for e in examples})},
-        "candidates": candidates,
-        "rejected": sum(1 for r in rejections if r.is_example),
-        "source_rejections": sum(1 for r in rejections if not r.is_example),
+        "examples": stats["examples"],
+        "images": stats["images"],
+        "per_type": dict(sorted(per_type.items())),
+        "per_split": {sp: sum(c.values()) for sp, c in per_split_type.items()},
+        "per_split_type": per_split_type,
+        "candidates": stats["candidates"],
+        "rejected": stats["rejected"],
+        "source_rejections": stats["source_rejections"],
     }
 
 
@@ -325,10 +393,16 @@ def run_plain(cfg: BuildConfig) -> dict:
 
 
 def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> dict:
-    """Finalize the shards' results and write the release; returns the summary."""
+    """Finalize the shards' results and write the release, streamed; returns the summary. The sorted
+    runs go to a folder of the work folder's own, removed when the release is written or has failed."""
     from pipeline.release.writer import write_release
 
-    examples, rejections, candidates = finalize(results, cfg.seed, cfg.split_ratios)
-    rejections = ing.rejections + rejections
-    write_release(examples, rejections, candidates, cfg, ing)
-    return summary(examples, rejections, candidates, cfg.out)
+    work = cfg.work_path()
+    work.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix="release-spill-", dir=work))
+    try:
+        fin = finalize(results, cfg.seed, cfg.split_ratios, spill / "order")
+        stats = write_release(fin.examples(), itertools.chain(ing.rejections, fin.rejections()), fin.candidates, cfg, ing, spill)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return summary(stats, cfg.out)

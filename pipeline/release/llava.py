@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.schema import Example
+from pipeline.release.jsonlist import JsonListWriter
 from pipeline.release.mmgcot import render_cot
 
 PLAIN_PROMPT = "Answer the question using a single word or phrase."
@@ -39,9 +40,12 @@ def conversations(ex: Example) -> list[dict]:
 
 
 def write_split(examples: Iterable[Example], path: str | Path) -> int:
-    rows = [row for ex in examples for row in conversations(ex)]
-    Path(path).write_text(json.dumps(rows, indent=2))
-    return len(rows)
+    """``llava/<split>.json``, written row by row; returns the row count."""
+    with JsonListWriter(path) as w:
+        for ex in examples:
+            for row in conversations(ex):
+                w.add(row)
+    return w.count
 
 
 def read_rows(path: str | Path) -> list[dict]:

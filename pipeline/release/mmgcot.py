@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.boxes import find_boxes, format_box, parse_box
 from core.schema import MMGCOT_TYPE_NAMES, Example, Rejection, Review, Step
+from pipeline.release.jsonlist import JsonListWriter
 
 FIELDS = ("id", "img", "question", "cot", "answer", "coordinate", "qualified")
 _STEP_LINE = re.compile(r"^Step (\d+): ?(.*)$", re.DOTALL)
@@ -155,16 +156,32 @@ def dumps(records: list[dict]) -> str:
     return json.dumps(records, indent=2)  # byte-identical to the published files
 
 
+class DirWriter:
+    """The files of ``write_dir``, written record by record: one open file per (type, split) met."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._files: dict[tuple[str, str], JsonListWriter] = {}
+
+    def add(self, ex: Example, fallback_id: int) -> None:
+        key = (ex.type, ex.split)
+        if key not in self._files:
+            self._files[key] = JsonListWriter(self.out / file_name(*key))
+        self._files[key].add(to_record(ex, fallback_id))
+
+    def close(self) -> dict[str, int]:
+        """Closes every file; returns the record count per file name."""
+        counts = {}
+        for _, w in sorted(self._files.items(), key=lambda kv: kv[0]):
+            w.close()
+            counts[w.path.name] = w.count
+        return counts
+
+
 def write_dir(examples: Iterable[Example], out: str | Path) -> dict[str, int]:
     """One file per (type, split) present; returns the record count per file name."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str], list[dict]] = {}
+    w = DirWriter(out)
     for i, ex in enumerate(examples):
-        groups.setdefault((ex.type, ex.split), []).append(to_record(ex, i))
-    counts = {}
-    for (qtype, split), recs in sorted(groups.items()):
-        name = file_name(qtype, split)
-        (out / name).write_text(dumps(recs))
-        counts[name] = len(recs)
-    return counts
+        w.add(ex, i)
+    return w.close()

@@ -9,22 +9,33 @@ Layout::
       llava/<split>.json
       plots/*.png
       rejections.jsonl               every rejected record: stage, id, rule, detail, file
+      review_queue.jsonl             the examples least supported by the detector first
       stats.json
+
+The release is written as the examples stream by, in release order and a split at a time: Parquet
+row groups, MM-GCoT records and LLaVA rows go to their files as they come, the card's numbers are
+counted on the way (``data_cards.stats.CardStats``) and the review queue is sorted on disk, so
+memory depends on a row group, not on the source. Images are read when their row group is written.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from core import __version__
 from core.schema import SPLITS, Example, Rejection
 from core.shards import write_atomically
 from data_cards.card import render_gcot_card
-from data_cards.stats import compute
+from data_cards.stats import CardStats
 from pipeline.detect.crosscheck import review_order
 from pipeline.detect.detector import DEFAULT_METRICS
 from pipeline.release import arrow, llava, mmgcot
+from pipeline.release.jsonlist import JsonListWriter
+from pipeline.release.spill import SortedSpill
 from pipeline.sources.registry import release_file
 
 
@@ -32,70 +43,172 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_release(examples: list[Example], rejections: list[Rejection], candidates: int, cfg, ingest) -> Path:
-    """build-gcot's release: images come from the source folder."""
+class SourceImages:
+    """The files behind released image paths, under the source folder; sizes of the last images met
+    are cached (a release's rows of one image are adjacent)."""
+
+    def __init__(self, source_root: str | Path, release_prefix: str):
+        self.root, self.prefix = Path(source_root), release_prefix
+        self._size = lru_cache(maxsize=1024)(lambda image: self.file(image).stat().st_size)
+
+    def file(self, image: str) -> Path:
+        return release_file(self.root, self.prefix, image)
+
+    def size(self, ex: Example) -> int:
+        return self._size(ex.image)
+
+    def read(self, ex: Example) -> bytes:
+        return self.file(ex.image).read_bytes()
+
+
+class SplitFormats:
+    """``data/``, ``llava/`` and ``mmgcot/``, fed example by example, each split's examples together."""
+
+    def __init__(self, tmp: Path, load_image, image_size):
+        self.tmp, self.load_image, self.image_size = tmp, load_image, image_size
+        (tmp / "data").mkdir()
+        (tmp / "llava").mkdir()
+        self.mmgcot = mmgcot.DirWriter(tmp / "mmgcot")
+        self.splits: list[str] = []
+        self._parquet: arrow.SplitWriter | None = None
+        self._llava: JsonListWriter | None = None
+        self.per_row_image_bytes = self.unique_image_bytes = 0
+        self._images: set[str] = set()
+
+    def add(self, ex: Example, fallback_id: int) -> None:
+        """``fallback_id``: the MM-GCoT id of an example that carries none (its position in the release)."""
+        if not self.splits or ex.split != self.splits[-1]:
+            if ex.split in self.splits:
+                raise ValueError(f"example {ex.id}: the examples of split {ex.split!r} must come together, and it came back after {self.splits[-1]!r}")
+            self._close_split()
+            self.splits.append(ex.split)
+            self._parquet = arrow.SplitWriter(self.tmp / "data", ex.split, self.load_image, self.image_size)
+            self._llava = JsonListWriter(self.tmp / "llava" / f"{ex.split}.json")
+        self._parquet.add(ex, mmgcot.mmgcot_id(ex, fallback_id))
+        for row in llava.conversations(ex):
+            self._llava.add(row)
+        self.mmgcot.add(ex, fallback_id)
+        size = self.image_size(ex)
+        self.per_row_image_bytes += size
+        if ex.image not in self._images:
+            self._images.add(ex.image)
+            self.unique_image_bytes += size
+
+    def _close_split(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._llava.close()
+            self._parquet = self._llava = None
+
+    def close(self) -> dict:
+        self._close_split()
+        self.mmgcot.close()
+        return {
+            "splits": self.splits,
+            "parquet_files": len(list((self.tmp / "data").glob("*.parquet"))),
+            "parquet_bytes": _dir_bytes(self.tmp / "data"),
+            "unique_image_bytes": self.unique_image_bytes,
+            "per_row_image_bytes": self.per_row_image_bytes,
+            "mmgcot_bytes": _dir_bytes(self.tmp / "mmgcot"),
+            "llava_bytes": _dir_bytes(self.tmp / "llava"),
+        }
+
+
+def _review_line(e: Example) -> str:
+    d = e.detector
+    return json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by")})
+
+
+class ReviewQueue:
+    """``review_queue.jsonl`` in ``review_order``'s order (least detector agreement first, the examples
+    never checked after them in release order), sorted on disk under ``folder``."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.checked = SortedSpill(folder / "review-checked", key=lambda r: (r["min_iou"], r["mean_iou"], r["id"]))
+        self._unchecked_path = folder / "review-unchecked.jsonl"
+        self._unchecked = open(self._unchecked_path, "w")
+
+    def add(self, e: Example) -> None:
+        if e.detector:
+            self.checked.add({"min_iou": e.detector.min_iou, "mean_iou": e.detector.mean_iou, "id": e.id, "line": _review_line(e)})
+        else:
+            self._unchecked.write(_review_line(e) + "\n")
+
+    def write(self, path: Path) -> None:
+        self._unchecked.close()
+        with open(path, "w") as f:
+            for r in self.checked.merged():
+                f.write(r["line"] + "\n")
+            with open(self._unchecked_path) as rest:
+                shutil.copyfileobj(rest, f)
+        self._unchecked_path.unlink()
+
+
+def write_release(
+    examples: Iterable[Example], rejections: Iterable[Rejection], candidates: int, cfg, ingest, spill_dir: Path
+) -> dict:
+    """build-gcot's release from ``examples`` in release order (MM-GCoT ids set) and every rejection,
+    streamed; images come from the source folder. ``spill_dir`` takes the review queue's sorted runs.
+    Returns the card's numbers."""
     out = Path(cfg.out).resolve()
-    sizes: dict[str, int] = {}
-
-    def load_image(ex: Example) -> bytes:
-        return release_file(ingest.source_root, ingest.release_prefix, ex.image).read_bytes()
-
-    def image_size(ex: Example) -> int:
-        if ex.image not in sizes:
-            sizes[ex.image] = release_file(ingest.source_root, ingest.release_prefix, ex.image).stat().st_size
-        return sizes[ex.image]
-
-    meta = {
-        "name": f"GCoT release ({ingest.source_name}, {len(examples)} examples)",
-        "source": cfg.source,
-        "seed": cfg.seed,
-        "command": cfg.release_command(),
-        "config": cfg.stored(),
-    }
+    images = SourceImages(ingest.source_root, ingest.release_prefix)
+    done: dict = {}
 
     def fill(tmp: Path) -> None:
-        fill_release(tmp, out, examples, rejections, candidates, meta, load_image, image_size)
+        formats = SplitFormats(tmp, images.read, images.size)
+        stats, review = CardStats(), ReviewQueue(Path(spill_dir))
+        for i, ex in enumerate(examples):
+            formats.add(ex, i)
+            stats.add(ex)
+            review.add(ex)
+        meta = {
+            "name": f"GCoT release ({ingest.source_name}, {stats.examples} examples)",
+            "source": cfg.source,
+            "seed": cfg.seed,
+            "command": cfg.release_command(),
+            "config": cfg.stored(),
+        }
+        done["stats"] = finish_release(tmp, out, formats.close(), stats, review.write, rejections, candidates, meta)
         (tmp / "config.yaml").write_text(meta["config"])
 
-    return write_atomically(out, fill)
+    write_atomically(out, fill)
+    return done["stats"]
 
 
-def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: dict, load_image, image_size) -> None:
-    """Every release format into ``tmp``; ``out`` is where it will live (for the card)."""
-    ids = {ex.id: mmgcot.mmgcot_id(ex, i) for i, ex in enumerate(examples)}
-    (tmp / "data").mkdir()
-    (tmp / "llava").mkdir()
+def fill_release(tmp: Path, out: Path, examples: list[Example], rejections, candidates, meta: dict, load_image, image_size) -> None:
+    """Every release format into ``tmp`` from examples held in memory; ``out`` is where it will live
+    (for the card). Splits go in SPLITS order, each split's examples in the order given."""
+    formats = SplitFormats(tmp, load_image, image_size)
     splits = [s for s in SPLITS if any(e.split == s for e in examples)]
     splits += sorted({e.split for e in examples} - set(splits))
-    per_row = 0
     for split in splits:
-        part = [e for e in examples if e.split == split]
-        arrow.write_split(part, split, tmp / "data", load_image, image_size, ids)
-        llava.write_split(part, tmp / "llava" / f"{split}.json")
-        per_row += sum(image_size(e) for e in part)
-    mmgcot.write_dir(examples, tmp / "mmgcot")
+        for i, ex in enumerate(examples):
+            if ex.split == split:
+                formats.add(ex, i)
+    stats = CardStats()
+    for ex in examples:
+        stats.add(ex)
+
+    def review(path: Path) -> None:
+        with open(path, "w") as f:
+            f.writelines(_review_line(e) + "\n" for e in review_order(examples))
+
+    finish_release(tmp, out, formats.close(), stats, review, rejections, candidates, meta)
+
+
+def finish_release(tmp: Path, out: Path, sizes: dict, stats: CardStats, write_review, rejections: Iterable[Rejection], candidates: int, meta: dict) -> dict:
+    """After the examples: rejections.jsonl (counted on the way), the review queue, stats.json, the card."""
     with open(tmp / "rejections.jsonl", "w") as f:
         for r in rejections:
+            stats.add_rejection(r)
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
-    with open(tmp / "review_queue.jsonl", "w") as f:  # what reviewers see first: least detector support
-        for e in review_order(examples):
-            d = e.detector
-            f.write(json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by")}) + "\n")
-    stats = compute(examples, rejections, candidates)
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
-    unique = {e.image: image_size(e) for e in examples}
-    sizes = {
-        "splits": splits,
-        "parquet_files": len(list((tmp / "data").glob("*.parquet"))),
-        "parquet_bytes": _dir_bytes(tmp / "data"),
-        "unique_image_bytes": sum(unique.values()),
-        "per_row_image_bytes": per_row,
-        "mmgcot_bytes": _dir_bytes(tmp / "mmgcot"),
-        "llava_bytes": _dir_bytes(tmp / "llava"),
-    }
-    n = len(examples)
+    write_review(tmp / "review_queue.jsonl")
+    result = stats.result(candidates)
+    (tmp / "stats.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    n = result["examples"]
     shipped = json.loads(DEFAULT_METRICS.read_text()) if DEFAULT_METRICS.is_file() else None
-    if not (stats.get("detector") and shipped and stats["detector"]["model"].startswith(shipped["weights"] + "@")):
+    if not (result.get("detector") and shipped and result["detector"]["model"].startswith(shipped["weights"] + "@")):
         shipped = None
     meta = {
         "detector_metrics": shipped,
@@ -105,5 +218,6 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
         "size_category": "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M",
         **meta,
     }
-    card = render_gcot_card(tmp, stats, meta, {**sizes, "total_bytes": _dir_bytes(tmp)})
+    card = render_gcot_card(tmp, result, meta, {**sizes, "total_bytes": _dir_bytes(tmp)})
     (tmp / "README.md").write_text(card)
+    return result
