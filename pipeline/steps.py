@@ -32,7 +32,7 @@ from pipeline.verify import check_splits, verify_batch
 log = logging.getLogger(__name__)
 
 # What a GCoT shard's results depend on: editing the CLI, the flows or LongV-EVAL keeps finished shards.
-GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
+GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.wording", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
 
 
 def gcot_code_digest() -> str:

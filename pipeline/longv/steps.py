@@ -35,7 +35,7 @@ from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError, frames, probe, re
 log = logging.getLogger(__name__)
 
 # What a video's results depend on (the rewriter and the synthetic renderer are borrowed from GCoT building).
-LONGV_CODE = ("core", "pipeline.longv", "pipeline.detect", "pipeline.chains.rewriter", "pipeline.sources.synthetic")
+LONGV_CODE = ("core", "pipeline.longv", "pipeline.detect", "pipeline.chains.rewriter", "pipeline.sources.synthetic", "pipeline.wording", "pipeline.evaluation.strict")
 
 
 def longv_code_digest() -> str:
