@@ -8,6 +8,10 @@ files are gone is run again with a refreshed cache, so a rerun redoes only what 
 Shard tasks run where ``runner`` says (`gcot.flows.runners`): threads (default), processes, a
 Dask cluster (local processes or ``dask_address``) or Ray. A worker lost mid-run costs only the
 shards it had not finished: finished ones are on disk with their marker and come back from the cache.
+
+With a model stage on (``rewrite_questions``, ``judge_answers``), each shard then goes through a
+model task (`gcot.flows.models`: its own retries, and a Prefect concurrency limit on the endpoint),
+and the stages' summary is published as the ``build-gcot-models`` artifact.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.runners import shard_runner
 from pipeline import steps
 
@@ -40,9 +45,15 @@ def build_shard(
     return steps.build_shard(shard, digest, release_prefix, seed, per_type, rewriter, out_dir, code, detections)
 
 
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, task_run_name="models-{r.key}")
+def model_shard(r: steps.ShardResult, shard: str, source_root: str, release_prefix: str, settings, stages: tuple, out_dir: str, detections: str | None, limit: str) -> tuple:
+    # One shard at a time holds the endpoint, with model_concurrency requests in flight.
+    return run_model_task(limit, settings.model_concurrency, steps.model_shard, r, shard, source_root, release_prefix, settings, stages, out_dir, detections)
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult]) -> dict:
-    return steps.release(cfg, ingest, results)
+def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult], models: dict | None = None) -> dict:
+    return steps.release(cfg, ingest, results, models)
 
 
 @flow(name="build-gcot", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -57,6 +68,7 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
 
     cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
     seed, rewriter = cfg.seed, cfg.rewriter
+    steps.check_models(cfg)  # a stage with no model, or an endpoint where nothing answers: before any work
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         ing = ingest_source(cfg)
         code, out_dir = steps.gcot_code_digest(), str(cfg.results_dir())
@@ -78,8 +90,20 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
             for shard, d, dets in zip(ing.shards, ing.digests, detections)
         ]
         results = [f.result() for f in futures]
-    s = write_release(cfg, ing, results)
+        models = None
+        if cfg.model_stages():
+            settings, stages = cfg.model_settings(), cfg.model_stages()
+            limit = model_limit(settings)
+            done = [f.result() for f in [
+                tr.submit(model_shard, dict(r=r, shard=shard, source_root=ing.source_root, release_prefix=ing.release_prefix, settings=settings,
+                                            stages=stages, out_dir=out_dir, detections=dets, limit=limit))
+                for r, shard, dets in zip(results, ing.shards, detections)
+            ]]
+            results, models = [r for r, _ in done], merge([u for _, u in done])
+    s = write_release(cfg, ing, results, models)
     _publish(s)
+    if models:
+        publish_models("build-gcot-models", models)
     return s
 
 

@@ -5,6 +5,10 @@ minute of video is seconds of CPU, far more than a shard of scene graphs); each 
 result to a file keyed by the video's bytes, the parameters and the code, so a rerun redoes only
 videos that changed or whose results are gone. Each worker thread keeps one detector: Ultralytics'
 predictor is not safe to share between threads.
+
+With a model stage on (``caption_videos``, ``write_prompts``), each video then goes through a model
+task (`gcot.flows.models`: its own retries, one slot of the endpoint's Prefect concurrency limit), and
+the stages' summary is published as the ``build-longv-eval-models`` artifact.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.runners import shard_runner
 from pipeline.longv import steps
 from pipeline.longv.release import write_release
@@ -43,9 +48,14 @@ def process_video(path: str, vid: str, cfg: steps.LongVConfig, out_dir: str, cod
     return steps.process_video(path, vid, cfg, out_dir, code, lambda: _detector(cfg))
 
 
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, task_run_name="models-{r.id}")
+def model_video(r: steps.VideoResult, cfg: steps.LongVConfig, out_dir: str, limit: str) -> tuple:
+    return run_model_task(limit, 1, steps.model_video, r, cfg, out_dir)  # one request at a time: one slot
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult]) -> dict:
-    return write_release(cfg, found, results)
+def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult], models: dict | None = None) -> dict:
+    return write_release(cfg, found, results, models)
 
 
 @flow(name="build-longv-eval", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)  # for discover and release
@@ -59,6 +69,7 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    cfg.check_models()  # a stage with no model, or an endpoint where nothing answers: before any work
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         found = discover_videos(cfg)
         out_dir = cfg.results_dir()
@@ -66,8 +77,15 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
         code = steps.longv_code_digest()
         futures = [tr.submit(process_video, dict(path=p, vid=v, cfg=cfg, out_dir=str(out_dir), code=code)) for p, v in zip(found.videos, found.ids)]
         results = [f.result() for f in futures]
-    s = release(cfg, found, results)
+        models = None
+        if cfg.model_stages():
+            limit = model_limit(cfg.model_settings())
+            done = [f.result() for f in [tr.submit(model_video, dict(r=r, cfg=cfg, out_dir=str(out_dir), limit=limit)) for r in results]]
+            results, models = [r for r, _ in done], merge([u for _, u in done])
+    s = release(cfg, found, results, models)
     _publish(s)
+    if models:
+        publish_models("build-longv-eval-models", models)
     return s
 
 

@@ -5,8 +5,9 @@ is assembled from what the detector and tracker saw (subjects, their colours and
 background's colour, the camera), and each prompt from a template of its kind, chosen by a hash of
 the video id and the seed (deterministic, varied across videos). Every prompt is one sentence of at
 most `MAX_WORDS` words; the style prompt names one style of the published list. An optional
-rewriter (the same interface as build-gcot's, `pipeline.chains.rewriter`) may reword each prompt;
-the same checks (`prompt_failures`, `caption_failures`) hold for templates, rewrites and reviewers:
+rewriter (the same interface as build-gcot's, `pipeline.chains.rewriter`) may reword each prompt,
+and the model stages (`pipeline.longv.captions`) may write the caption and the prompts; the same
+checks (`prompt_failures`, `caption_failures`) hold for templates, rewrites, models and reviewers:
 at most 15 words on one line, the style named, the main subject named by the background and style
 prompts, articles that agree ("an orange backdrop") and no doubled word.
 """

@@ -32,8 +32,9 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_release(examples: list[Example], rejections: list[Rejection], candidates: int, cfg, ingest) -> Path:
-    """build-gcot's release: images come from the source folder."""
+def write_release(examples: list[Example], rejections: list[Rejection], candidates: int, cfg, ingest, models: dict | None = None) -> Path:
+    """build-gcot's release: images come from the source folder; ``models``: the run's model-stage
+    summary (`pipeline.models.usage`), when a stage ran."""
     out = Path(cfg.out).resolve()
     sizes: dict[str, int] = {}
 
@@ -51,6 +52,7 @@ def write_release(examples: list[Example], rejections: list[Rejection], candidat
         "seed": cfg.seed,
         "command": cfg.release_command(),
         "config": cfg.stored(),
+        **({"models": models} if models else {}),
     }
 
     def fill(tmp: Path) -> None:
@@ -77,11 +79,14 @@ def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: d
     with open(tmp / "rejections.jsonl", "w") as f:
         for r in rejections:
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
-    with open(tmp / "review_queue.jsonl", "w") as f:  # what reviewers see first: least detector support
+    with open(tmp / "review_queue.jsonl", "w") as f:  # what reviewers see first: the judge's disagreements, then least detector support
         for e in review_order(examples):
             d = e.detector
-            f.write(json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by")}) + "\n")
+            judged = {"judge": e.provenance["judge.outcome"], "judge_answer": e.provenance.get("judge.answer")} if "judge.outcome" in e.provenance else {}
+            f.write(json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by"), **judged}) + "\n")
     stats = compute(examples, rejections, candidates)
+    if meta.get("models"):
+        stats["models"] = meta["models"]
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     unique = {e.image: image_size(e) for e in examples}
     sizes = {
