@@ -268,7 +268,8 @@ def model_shard(
     if marker.is_file():
         done = ShardResult(**json.loads(marker.read_text()))
         examples, _ = load_shard_result(done)
-        return done, {st: StageUsage(reused=len(examples)).count_outcomes((e.provenance for e in examples), st).to_dict() for st in stages}
+        names = {REWRITE: settings.model, JUDGE: settings.vision}
+        return done, {st: StageUsage(model=names[st] or "", reused=len(examples)).count_outcomes((e.provenance for e in examples), st).to_dict() for st in stages}
     from pipeline.models import questions
     from pipeline.sources.registry import release_file
 

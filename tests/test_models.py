@@ -263,11 +263,15 @@ def test_longv_stages_in_process(models, tmp_path):
     (tmp_path / "videos").mkdir()
     frames, _ = render(4, 0, spec)
     write_video(tmp_path / "videos" / "c.mp4", frames, spec.fps, (spec.width, spec.height))
-    s = longv_plain(LongVConfig(videos=str(tmp_path / "videos"), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w"), caption_videos=True, write_prompts=True,
-                                model=models["text"], vision_model=models["vision"], **FAST))
+    cfg = LongVConfig(videos=str(tmp_path / "videos"), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w"), caption_videos=True, write_prompts=True,
+                      model=models["text"], vision_model=models["vision"], **FAST)
+    s = longv_plain(cfg)
     (item,) = read_items(s["release"])
     assert item.provenance["caption.model"].startswith("local:vision@") and item.provenance["prompts.model"].startswith("local:text@")
     assert s["models"]["caption"]["calls"] == 1 and s["models"]["prompts"]["outcomes"] == {"template_kept": 3}
+    again = longv_plain(cfg)  # the same work folder: the video's model result is reused, nothing asked
+    assert [(u["reused"], u["asked"], u["model"]) for u in again["models"].values()] == [(1, 0, models["vision"]), (1, 0, models["text"])]
+    assert again["models"]["prompts"]["outcomes"] == {"template_kept": 3} and read_items(again["release"]) == [item]
 
 
 def test_no_server_where_one_is_named_is_an_error_before_any_work(tmp_path):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -308,7 +309,8 @@ def model_video(r: VideoResult, cfg: LongVConfig, out_dir: str) -> tuple[VideoRe
     done = out / f"{key}.json"
     if done.is_file():
         item = LongVItem.from_dict(json.loads(done.read_text()))
-        return VideoResult(key, r.id, r.source, item_file=str(done)), {st: _outcomes(StageUsage(reused=1), item, st).to_dict() for st in stages}
+        names = {"caption": settings.vision, "prompts": settings.model}
+        return VideoResult(key, r.id, r.source, item_file=str(done)), {st: _outcomes(StageUsage(model=names[st] or "", reused=1), item, st).to_dict() for st in stages}
     item, _, jpegs = load_result(r)
     clients: dict = {}
     if "caption" in stages:
@@ -324,6 +326,10 @@ def model_video(r: VideoResult, cfg: LongVConfig, out_dir: str) -> tuple[VideoRe
     tmp = item_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(item.to_dict(), sort_keys=True))
     tmp.rename(item_file)
+    if item_file == done:  # an earlier run's unfinished result is now superseded
+        stale = out / f"{key}.unfinished.json"
+        stale.unlink(missing_ok=True)
+        shutil.rmtree(stale.with_suffix(""), ignore_errors=True)
     return VideoResult(key, r.id, r.source, item_file=str(item_file)), usage
 
 
