@@ -26,11 +26,11 @@ from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
 from pipeline.models import settings as m  # the model fields' types, each with its description
-from pipeline.models.questions import JUDGE, REWRITE
+from pipeline.models.questions import JUDGE, REWRITE, judge_answers, rewrite_questions
 from pipeline.models.settings import ModelSettings
 from pipeline.models.usage import StageUsage, merge
 from pipeline.sources.base import SourceError
-from pipeline.sources.registry import open_source
+from pipeline.sources.registry import open_source, release_file
 from pipeline.verify import check_splits, verify_batch
 
 log = logging.getLogger(__name__)
@@ -270,9 +270,6 @@ def model_shard(
         examples, _ = load_shard_result(done)
         names = {REWRITE: settings.model, JUDGE: settings.vision}
         return done, {st: StageUsage(model=names[st] or "", reused=len(examples)).count_outcomes((e.provenance for e in examples), st).to_dict() for st in stages}
-    from pipeline.models import questions
-    from pipeline.sources.registry import release_file
-
     examples, _ = load_shard_result(r)
     clients: dict = {}
     if REWRITE in stages:
@@ -281,9 +278,9 @@ def model_shard(
         for g in graphs.values():
             _draft(g, found)  # the same objects build_shard verified against
         relations = {i: build_relation_graph(g) for i, g in graphs.items()}
-        questions.rewrite_questions(examples, graphs, relations, settings.client(clients=clients), settings)
+        rewrite_questions(examples, graphs, relations, settings.client(clients=clients), settings)
     if JUDGE in stages:
-        questions.judge_answers(examples, lambda ex: release_file(source_root, release_prefix, ex.image).read_bytes(), settings.client(vision=True, clients=clients), settings)
+        judge_answers(examples, lambda ex: release_file(source_root, release_prefix, ex.image).read_bytes(), settings.client(vision=True, clients=clients), settings)
     usage = {st: c.usage[st].count_outcomes((e.provenance for e in examples), st).to_dict() for c in clients.values() for st in stages if st in c.usage}
     ex_file = out / f"{key}.examples.jsonl"
     write_text_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in examples))
