@@ -74,6 +74,7 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_review.py
 	$(PY) benchmarks/bench_masked_head.py
 	$(PY) benchmarks/bench_longv.py
+	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_efficiency.py
 	$(PY) benchmarks/bench_kernels.py

@@ -69,8 +69,6 @@ def render(stats: dict, out: Path) -> dict[str, str]:
 
 def render_longv(items: list, release: Path, out: Path) -> dict[str, str]:
     """A timeline of each video's clips and keyframes, and a contact sheet of the keyframes."""
-    import numpy as np
-    from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -88,13 +86,42 @@ def render_longv(items: list, release: Path, out: Path) -> dict[str, str]:
     ax.set_title("Adaptive clips and keyframes per video")
     files["clips"] = _save(fig, out / "clips.png")
 
-    rows = []
-    for item in items[:12]:
-        thumbs = [np.asarray(Image.open(p).convert("RGB").resize((160, 90))) for p in sorted((release / "keyframes" / item.id).glob("*.jpg"))[:8]]
-        if thumbs:
-            row = np.concatenate(thumbs + [np.full((90, 160, 3), 255, np.uint8)] * (8 - len(thumbs)), axis=1)
-            rows.append(row)
-    if rows:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(out / "keyframes.png", optimize=False)
+    sheet = keyframe_sheet(items, release / "keyframes")
+    if sheet is not None:
+        sheet.save(out / "keyframes.png", optimize=False)
         files["keyframes"] = "keyframes.png"
     return files
+
+
+SHEET_VIDEOS, SHEET_FRAMES = 12, 8  # the sheet shows the first 8 keyframes of the first 12 videos
+CELL = (160, 90)  # each keyframe is fitted into a cell this size, its aspect kept
+GAP, LABEL = 6, 70  # white space between cells; the column of video ids
+
+
+def keyframe_sheet(items: list, keyframes_dir: Path):
+    """A contact sheet: one row per video (its id on the left), each keyframe in its own cell with a
+    gap around it and its frame number under it, so that neighbouring keyframes of one shot never read
+    as one wide picture, and every frame keeps its aspect ratio. None when no keyframe exists."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = [(item.id, sorted((keyframes_dir / item.id).glob("*.jpg"))[:SHEET_FRAMES]) for item in items[:SHEET_VIDEOS]]
+    rows = [(vid, paths) for vid, paths in rows if paths]
+    if not rows:
+        return None
+    font = ImageFont.load_default()
+    cw, ch = CELL
+    row_h = ch + 14 + GAP  # the cell, its frame number, the gap
+    columns = max(len(paths) for _, paths in rows)
+    sheet = Image.new("RGB", (LABEL + columns * (cw + GAP), GAP + len(rows) * row_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (vid, paths) in enumerate(rows):
+        y = GAP + r * row_h
+        draw.text((GAP, y + ch // 2 - 6), vid, fill="black", font=font)
+        for k, path in enumerate(paths):
+            x = LABEL + k * (cw + GAP)
+            with Image.open(path) as im:
+                thumb = im.convert("RGB")
+            thumb.thumbnail(CELL, Image.Resampling.LANCZOS)  # fits the cell, aspect kept
+            sheet.paste(thumb, (x + (cw - thumb.width) // 2, y + (ch - thumb.height) // 2))
+            draw.text((x, y + ch + 1), f"frame {int(path.stem)}", fill="dimgray", font=font)
+    return sheet

@@ -57,7 +57,14 @@ def _print_summary(s: dict, as_json: bool) -> None:
         print(f"  records: {held} = released {r['released']} + rejected {r['rejected']}" + ("" if r["reconciles"] else "  (DOES NOT RECONCILE)"))
         if r["lost_in_malformed_json"]:
             print(f"  about {r['lost_in_malformed_json']} more record(s) lie in an unreadable part of a malformed JSON file (see malformed_json in rejections.jsonl)")
+    _print_models(s)
     print(f'  load: datasets.load_dataset("{s["release"]}", split="train")')
+
+
+def _print_models(s: dict) -> None:
+    for stage, u in s.get("models", {}).items():
+        outcomes = ", ".join(f"{k} {n}" for k, n in u["outcomes"].items()) or "-"
+        print(f"  model stage {stage} ({u['model']}): {u['asked']} answers needed, {u['cached']} from the cache, {u['calls']} calls, {u['failed']} failed; {outcomes}")
 
 
 def _build(cfg, prefect: bool, flow_fn, plain, errors: tuple) -> dict:
@@ -140,6 +147,7 @@ class BuildLongVCommand(LongVConfig, FlowOptions):
         print(f"  files {s['candidates']} = released {s['videos']} + rejected {s['rejected']}" + ("" if ok else "  (DOES NOT RECONCILE)"))
         if s["rejected"]:
             print("  rejected: " + ", ".join(f"{k} {v}" for k, v in s["rejections_by_rule"].items()) + " (see rejections.jsonl)")
+        _print_models(s)
         return 0
 
 

@@ -1,8 +1,8 @@
 """The build-gcot steps as plain functions; the Prefect flow only wires these.
 
 ingest (source -> scene-graph shards on disk) -> build_shard (relation graph, chains, verification;
-per shard of a few hundred images) -> finalize (splits by image, ids, cross-split check) ->
-write_release (atomic).
+per shard of a few hundred images) -> model_shard (only with a model stage on: question rewriting,
+answerability judge) -> finalize (splits by image, ids, cross-split check) -> write_release (atomic).
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
+from pipeline.models import settings as m  # the model fields' types, each with its description
+from pipeline.models.questions import JUDGE, REWRITE, judge_answers, rewrite_questions
+from pipeline.models.settings import ModelSettings
+from pipeline.models.usage import StageUsage, merge
 from pipeline.release.spill import SortedSpill
 from pipeline.sources.base import ReadOptions, SourceError, reconcile
 from pipeline.sources.images import MAX_PIXELS, PILLOW_LIMIT
@@ -39,7 +43,7 @@ from pipeline.verify import check_splits, verify_batch
 log = logging.getLogger(__name__)
 
 # What a GCoT shard's results depend on: editing the CLI, the flows or LongV-EVAL keeps finished shards.
-GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
+GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.wording", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
 
 
 def gcot_code_digest() -> str:
@@ -67,12 +71,24 @@ class BuildConfig(BuildConfigBase):
     work_dir: str | None = Field(None, description="rendered scenes, scene-graph shards and finished shards' results; none: <out's parent>/.gcot-work")
     shard_size: int = Field(250, ge=1, description="images per shard: the unit of a Prefect task")
     strict: bool = Field(False, description="stop at the first bad input record instead of recording it in rejections.jsonl and going on")
-    rewriter: Literal["none"] = Field("none", description="question rewriter (MM-GCoT's LLM rewrite step); none keeps the templated questions")
+    rewriter: Literal["none"] = Field("none", description="in-process question rewriter hook (pipeline/chains/rewriter.py); none keeps the templated questions (for a model's rewrite: --rewrite-questions)")
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test shares, by image")
     per_type: dict[str, int] = Field(default_factory=lambda: dict(ChainConfig().per_type), description="chains to draw per image and question type (attribute, judge, object)")
     detector: str | None = Field(None, description="'default' (the shipped YOLO11n) or a path to Ultralytics detection weights: cross-checks every step box; an images:PATH source uses the default when none is given")
     name_map: dict[str, str] = Field(default_factory=dict, description='detector class -> scene-graph noun, e.g. {"person": "man"}')
     detector_conf: float = Field(0.25, ge=0, le=1, description="detection confidence threshold")
+    rewrite_questions: bool = Field(False, description="MM-GCoT's last stage: --model rewrites every verified templated question into a natural one; a rewrite that drops an object, attribute or relation, gives the answer away or fails verification again is not used (the template stays; the reason is in the example's provenance and counted in the card)")
+    judge_answers: bool = Field(False, description="answerability judge: --vision-model answers every question from the image alone; disagreement with the scene graph's answer is stored per example (provenance judge.outcome, judge.answer) and puts it first in the review queue")
+    model: m.Model = None
+    vision_model: m.VisionModel = None
+    model_endpoint: m.Endpoint = None
+    model_api_key_env: m.ApiKeyEnv = "OPENAI_API_KEY"
+    model_concurrency: m.Concurrency = 4
+    model_timeout: m.Timeout = 60.0
+    model_retries: m.Retries = 2
+    model_max_tokens: m.MaxTokens = 256
+    model_temperature: m.Temperature = 0.0
+    model_cache: m.CachePath = None
     runner: Runner = Field("threads", description="where shard tasks run: threads or processes on this machine, a Dask cluster (local, or dask_address), Ray (uv sync --extra ray); the bytes do not depend on it")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); none: a local cluster of `workers` processes")
     workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")
@@ -90,6 +106,13 @@ class BuildConfig(BuildConfigBase):
 
     def results_dir(self) -> Path:
         return self.work_path() / "shard_results"
+
+    def model_stages(self) -> tuple[str, ...]:
+        """The model stages that are on, in the order they run (none by default: templates only)."""
+        return tuple(name for name, on in ((REWRITE, self.rewrite_questions), (JUDGE, self.judge_answers)) if on)
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings.of(self, self.work_path())
 
 
 @dataclass
@@ -193,6 +216,14 @@ def shard_done(out_dir: str | Path, key: str) -> bool:
     return (Path(out_dir) / f"{key}.done.json").is_file()
 
 
+def _draft(g, found: dict) -> bool:
+    """An image-folder source's scene graph gets the detector's objects, with measured colours."""
+    if g.objects or g.image_id not in found:
+        return False
+    g.objects = [SceneObject(f"{g.image_id}-d{k}", d.name, d.box, (c,) if c else ()) for k, (d, c) in enumerate(found[g.image_id])]
+    return True
+
+
 def build_shard(
     shard: str,
     digest: str,
@@ -219,9 +250,7 @@ def build_shard(
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
     graphs, relations, candidates, rejections = {}, {}, [], []
     for g in load_scene_graphs(shard):
-        drafted = not g.objects and g.image_id in found
-        if drafted:  # an image-folder source: the detector's objects, with measured colours
-            g.objects = [SceneObject(f"{g.image_id}-d{k}", d.name, d.box, (c,) if c else ()) for k, (d, c) in enumerate(found[g.image_id])]
+        drafted = _draft(g, found)
         rg = build_relation_graph(g)
         graphs[g.image_id], relations[g.image_id] = g, rg
         image_path = f"{release_prefix}/{g.image}" if release_prefix else g.image
@@ -247,6 +276,52 @@ def build_shard(
     result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
     write_text_atomic(marker, json.dumps(asdict(result)))
     return result
+
+
+def model_shard(
+    r: ShardResult, shard: str, source_root: str, release_prefix: str, settings: ModelSettings, stages: tuple[str, ...], out_dir: str | Path, detections: str | None = None
+) -> tuple[ShardResult, dict]:
+    """The model stages on one shard's verified examples (`pipeline.models.questions`): rewriting
+    (re-verified against the shard's scene graphs) and the judge (the source's images). Returns the
+    shard's results with the model's outputs, and the run's summary of its stages.
+
+    Results go to ``out_dir/<key>.examples.jsonl`` (the shard's rejections file is the same: model
+    stages reject no example); the marker is written only when every call had an answer, so a rerun
+    asks again what failed (the answers it had come from the cache)."""
+    key = hashlib.sha256(f"{r.key}:{settings.key(stages)}".encode()).hexdigest()[:20]
+    out = Path(out_dir)
+    marker = out / f"{key}.done.json"
+    if marker.is_file():
+        done = ShardResult(**json.loads(marker.read_text()))
+        examples, _ = load_shard_result(done)
+        names = {REWRITE: settings.model, JUDGE: settings.vision}
+        return done, {st: StageUsage(model=names[st] or "", reused=len(examples)).count_outcomes((e.provenance for e in examples), st).to_dict() for st in stages}
+    examples, _ = load_shard_result(r)
+    clients: dict = {}
+    if REWRITE in stages:
+        found = load_detections(detections)[1] if detections else {}
+        graphs = {g.image_id: g for g in load_scene_graphs(shard)}
+        for g in graphs.values():
+            _draft(g, found)  # the same objects build_shard verified against
+        relations = {i: build_relation_graph(g) for i, g in graphs.items()}
+        rewrite_questions(examples, graphs, relations, settings.client(clients=clients), settings)
+    if JUDGE in stages:
+        judge_answers(examples, lambda ex: release_file(source_root, release_prefix, ex.image).read_bytes(), settings.client(vision=True, clients=clients), settings)
+    usage = {st: c.usage[st].count_outcomes((e.provenance for e in examples), st).to_dict() for c in clients.values() for st in stages if st in c.usage}
+    ex_file = out / f"{key}.examples.jsonl"
+    write_text_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in examples))
+    result = ShardResult(key, str(ex_file), r.rejections_file, r.candidates, len(examples), r.rejected)
+    if not any(u["failed"] for u in usage.values()):
+        write_text_atomic(marker, json.dumps(asdict(result)))
+    return result, usage
+
+
+def load_shard_result(r: ShardResult) -> tuple[list[Example], list[Rejection]]:
+    examples = [Example.from_dict(json.loads(line)) for line in Path(r.examples_file).read_text().splitlines() if line]
+    rejections = [Rejection(**json.loads(line)) for line in Path(r.rejections_file).read_text().splitlines() if line]
+    if len(examples) != r.examples or len(rejections) != r.rejected:
+        raise RuntimeError(f"shard {r.key}: files hold {len(examples)} examples / {len(rejections)} rejections, the marker says {r.examples} / {r.rejected}")
+    return examples, rejections
 
 
 def split_of(image_id: str, source: str, seed: int, ratios: tuple[float, ...]) -> str:
@@ -374,6 +449,7 @@ def summary(stats: dict, out: str) -> dict:
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
     cfg = cfg.with_out()
+    check_models(cfg)
     ing = ingest(cfg)
     detections = [None] * len(ing.shards)
     weights = cfg.detector_weights()
@@ -388,13 +464,27 @@ def run_plain(cfg: BuildConfig) -> dict:
         build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir(), detections=dets)
         for s, d, dets in tqdm(list(zip(ing.shards, ing.digests, detections)), desc="build shards", unit="shard")
     ]
-    s = release(cfg, ing, results)
+    models = None
+    if cfg.model_stages():
+        settings, stages = cfg.model_settings(), cfg.model_stages()
+        done = [
+            model_shard(r, s, ing.source_root, ing.release_prefix, settings, stages, cfg.results_dir(), dets)
+            for r, s, dets in tqdm(list(zip(results, ing.shards, detections)), desc="model stages", unit="shard")
+        ]
+        results, models = [r for r, _ in done], merge([u for _, u in done])
+    s = release(cfg, ing, results, models)
     return {**s, "records": source_accounting(ing, s["images"])}
 
 
-def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> dict:
-    """Finalize the shards' results and write the release, streamed; returns the summary. The sorted
-    runs go to a folder of the work folder's own, removed when the release is written or has failed."""
+def check_models(cfg: BuildConfig) -> None:
+    """Before any work: the model stages that are on have their models (and a server that answers)."""
+    cfg.model_settings().check({"rewrite_questions": cfg.rewrite_questions, "judge_answers": cfg.judge_answers}, vision_stages=("judge_answers",))
+
+
+def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult], models: dict | None = None) -> dict:
+    """Finalize the shards' results and write the release, streamed (with the model stages' summary,
+    when they ran); returns the summary. The sorted runs go to a folder of the work folder's own,
+    removed when the release is written or has failed."""
     from pipeline.release.writer import write_release
 
     work = cfg.work_path()
@@ -402,7 +492,7 @@ def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult]) -> 
     spill = Path(tempfile.mkdtemp(prefix="release-spill-", dir=work))
     try:
         fin = finalize(results, cfg.seed, cfg.split_ratios, spill / "order")
-        stats = write_release(fin.examples(), itertools.chain(ing.rejections, fin.rejections()), fin.candidates, cfg, ing, spill)
+        stats = write_release(fin.examples(), itertools.chain(ing.rejections, fin.rejections()), fin.candidates, cfg, ing, spill, models)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return summary(stats, cfg.out)
+    return {**summary(stats, cfg.out), **({"models": models} if models else {})}

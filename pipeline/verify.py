@@ -2,7 +2,8 @@
 
 Per example (`verify_example`): boxes inside the image with non-zero area; each step's text carries
 its box; boxes agree with the scene graph; the answer box is the last grounded step's box; the answer
-agrees with the scene graph; every step's expression picks out exactly one object.
+agrees with the scene graph; every step's expression picks out exactly one object; the question reads
+right (articles agree, no doubled word: templates and model rewrites alike, `pipeline.wording`).
 Across examples (`verify_batch`): no duplicate question per image. Across splits (`check_splits`): no
 image in two splits.
 """
@@ -15,6 +16,7 @@ from core.boxes import area, find_boxes, inside_image
 from core.schema import Example, Rejection, SceneGraph
 from pipeline.chains.expressions import chain_matches
 from pipeline.chains.relations import RelationGraph
+from pipeline.wording import grammar_failures
 
 RULES = (
     "has_steps",
@@ -25,6 +27,7 @@ RULES = (
     "answer_box_is_last_step",
     "answer_agrees_with_scene_graph",
     "unique_expression",
+    "question_wording",
 )
 BOX_TOLERANCE = 1e-3  # boxes are printed with 3 decimals
 
@@ -56,6 +59,7 @@ def example_failures(ex: Example, graph: SceneGraph | None, relations: RelationG
             fails.append(("step_text_box", f"step {k} text does not carry its box {list(s.box)}: {s.text!r}"))
     if ex.answer_box is None or not _close(ex.answer_box, grounded[-1].box):
         fails.append(("answer_box_is_last_step", f"answer box {ex.answer_box} != last step box {grounded[-1].box}"))
+    fails += [("question_wording", f"{rule}: {detail}") for rule, detail in grammar_failures(ex.question)]
     if graph is None or relations is None or ex.query is None:
         return fails  # imported examples carry no scene graph: the structural rules are all we can check
     ids = {o.id: o for o in graph.objects}

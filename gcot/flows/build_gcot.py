@@ -14,6 +14,10 @@ finishes and the release, and ends with the release's path and counts (the last 
 deployment run --watch` prints); task runs are named for their shard (`build-shard-3-of-21`); the
 `build-gcot-progress` artifact moves through ingest, the shards and the release; `build-gcot-summary`
 lists the counts and the rejections by rule, an example of each.
+
+With a model stage on (``rewrite_questions``, ``judge_answers``), each shard then goes through a
+model task (`gcot.flows.models`: its own retries, and a Prefect concurrency limit on the endpoint),
+and the stages' summary is published as the ``build-gcot-models`` artifact.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.progress import RunProgress
 from gcot.flows.reports import rejection_table, rejections_by_rule
 from gcot.flows.runners import shard_runner
@@ -51,9 +56,15 @@ def build_shard(
     return steps.build_shard(shard, digest, release_prefix, seed, per_type, rewriter, out_dir, code, detections)
 
 
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, task_run_name="models-{r.key}")
+def model_shard(r: steps.ShardResult, shard: str, source_root: str, release_prefix: str, settings, stages: tuple, out_dir: str, detections: str | None, limit: str) -> tuple:
+    # One shard at a time holds the endpoint, with model_concurrency requests in flight.
+    return run_model_task(limit, settings.model_concurrency, steps.model_shard, r, shard, source_root, release_prefix, settings, stages, out_dir, detections)
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult]) -> dict:
-    return steps.release(cfg, ingest, results)
+def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult], models: dict | None = None) -> dict:
+    return steps.release(cfg, ingest, results, models)
 
 
 @flow(name="build-gcot", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -68,6 +79,7 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
 
     cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
     seed, rewriter = cfg.seed, cfg.rewriter
+    steps.check_models(cfg)  # a stage with no model, or an endpoint where nothing answers: before any work
     weights = cfg.detector_weights()
     log = get_run_logger()
     phases = {"ingest": 30.0, **({"detect": 50.0} if weights else {}), "shards": 95.0, "release": 100.0}
@@ -97,10 +109,22 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
             for i, (shard, d, dets) in enumerate(zip(ing.shards, ing.digests, detections), 1)
         ]
         results = progress.collect(futures, "shards", lambda i, r: f"shard {i} of {n} done: {r.examples} examples of {r.candidates} candidates, {r.rejected} rejected")
+        models = None
+        if cfg.model_stages():
+            settings, stages = cfg.model_settings(), cfg.model_stages()
+            limit = model_limit(settings)
+            done = [f.result() for f in [
+                tr.submit(model_shard, dict(r=r, shard=shard, source_root=ing.source_root, release_prefix=ing.release_prefix, settings=settings,
+                                            stages=stages, out_dir=out_dir, detections=dets, limit=limit))
+                for r, shard, dets in zip(results, ing.shards, detections)
+            ]]
+            results, models = [r for r, _ in done], merge([u for _, u in done])
     log.info("release: writing %s", cfg.out)
-    s = write_release(cfg, ing, results)
+    s = write_release(cfg, ing, results, models)
     progress.update("release", 1.0)
     _publish(s)
+    if models:
+        publish_models("build-gcot-models", models)
     log.info(closing_line(s))
     # the run's final state carries the same line: Prefect logs it last ("Finished in state Completed('release ...')")
     return Completed(message=closing_line(s), data=s)

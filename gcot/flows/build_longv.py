@@ -9,6 +9,10 @@ predictor is not safe to share between threads.
 The run page, as build-gcot's: logs of discovery, each video as it finishes and the release (the
 last line gives its path and counts), the `build-longv-eval-progress` artifact, and the summary with
 the rejections by rule, an example of each.
+
+With a model stage on (``caption_videos``, ``write_prompts``), each video then goes through a model
+task (`gcot.flows.models`: its own retries, one slot of the endpoint's Prefect concurrency limit), and
+the stages' summary is published as the ``build-longv-eval-models`` artifact.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.progress import RunProgress
 from gcot.flows.reports import rejection_table, rejections_by_rule
 from gcot.flows.runners import shard_runner
@@ -50,9 +55,14 @@ def process_video(path: str, vid: str, cfg: steps.LongVConfig, out_dir: str, cod
     return steps.process_video(path, vid, cfg, out_dir, code, lambda: _detector(cfg))
 
 
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, task_run_name="models-{r.id}")
+def model_video(r: steps.VideoResult, cfg: steps.LongVConfig, out_dir: str, limit: str) -> tuple:
+    return run_model_task(limit, 1, steps.model_video, r, cfg, out_dir)  # one request at a time: one slot
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult]) -> dict:
-    return write_release(cfg, found, results)
+def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult], models: dict | None = None) -> dict:
+    return write_release(cfg, found, results, models)
 
 
 @flow(name="build-longv-eval", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)  # for discover and release
@@ -66,6 +76,7 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    cfg.check_models()  # a stage with no model, or an endpoint where nothing answers: before any work
     log = get_run_logger()
     progress = RunProgress("build-longv-eval-progress", f"build-longv-eval into {cfg.out}: discover, videos, release", {"discover": 10.0, "videos": 95.0, "release": 100.0})
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
@@ -79,10 +90,17 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
         code = steps.longv_code_digest()
         futures = [tr.submit(process_video, dict(path=p, vid=v, cfg=cfg, out_dir=str(out_dir), code=code)) for p, v in zip(found.videos, found.ids)]
         results = progress.collect(futures, "videos", lambda i, r: f"video {i} of {n} done: {r.id} " + ("released" if r.item_file else f"rejected ({(r.rejection or {}).get('rule')})"))
+        models = None
+        if cfg.model_stages():
+            limit = model_limit(cfg.model_settings())
+            done = [f.result() for f in [tr.submit(model_video, dict(r=r, cfg=cfg, out_dir=str(out_dir), limit=limit)) for r in results]]
+            results, models = [r for r, _ in done], merge([u for _, u in done])
     log.info("release: writing %s", cfg.out)
-    s = release(cfg, found, results)
+    s = release(cfg, found, results, models)
     progress.update("release", 1.0)
     _publish(s)
+    if models:
+        publish_models("build-longv-eval-models", models)
     log.info(closing_line(s))
     # the run's final state carries the same line: Prefect logs it last ("Finished in state Completed('release ...')")
     return Completed(message=closing_line(s), data=s)

@@ -49,6 +49,9 @@ def check_example(ex: Example, detections: Sequence[Detection], model: str) -> D
 
 
 def review_order(examples: Sequence[Example]) -> list[Example]:
-    """Least detector agreement first; examples never cross-checked after them, in release order."""
+    """Examples the answerability judge disagreed with first (`pipeline.models.questions`); within
+    each group least detector agreement first, and examples never cross-checked after them, in
+    release order."""
     checked = sorted((e for e in examples if e.detector), key=lambda e: (e.detector.min_iou, e.detector.mean_iou, e.id))
-    return checked + [e for e in examples if not e.detector]
+    ordered = checked + [e for e in examples if not e.detector]
+    return sorted(ordered, key=lambda e: e.provenance.get("judge.outcome") != "disagrees")  # stable: keeps the order within each group

@@ -104,6 +104,8 @@ def fill(tmp: Path, items: list[LongVItem], sources: dict[str, Path], keyframes:
         for r in rejections:
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
     stats = compute_stats(items, rejections)
+    if meta.get("models"):
+        stats["models"] = meta["models"]
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     (tmp / "README.md").write_text(render_longv_card(tmp, items, stats, {"version": __version__, **meta}))
     return stats
@@ -137,8 +139,9 @@ def load_result(r) -> tuple[LongVItem | None, Rejection | None, dict[int, bytes]
     return item, None, {int(p.stem): p.read_bytes() for p in sorted(kdir.glob("*.jpg"))}
 
 
-def write_release(cfg, found, results) -> dict:
-    """build-longv-eval's release from the per-video results; returns the summary."""
+def write_release(cfg, found, results, models: dict | None = None) -> dict:
+    """build-longv-eval's release from the per-video results (``models``: the run's model-stage summary,
+    `pipeline.models.usage`, when a stage ran); returns the summary."""
     items, keyframes, rejections = [], {}, list(found.rejections)
     sources = {}
     for r in results:
@@ -156,6 +159,7 @@ def write_release(cfg, found, results) -> dict:
         "seed": cfg.seed,
         "command": cfg.release_command(),
         "config": cfg.stored(),
+        **({"models": models} if models else {}),
     }
     stats: dict = {}
 

@@ -3,7 +3,8 @@
 discover (videos folder, or the synthetic default rendered into the work folder; bad files
 recorded) -> process_video (one pass: keyframe clip cutting on every frame, detection + tracking
 every `stride`-th frame, camera motion; then caption and prompts; results written to files keyed
-by the video's bytes, the parameters and the code) -> release (atomic).
+by the video's bytes, the parameters and the code) -> model_video (only with a model stage on:
+the caption from the keyframes, the prompts from the caption) -> release (atomic).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -31,11 +33,15 @@ from pipeline.longv.keyframes import ClipCutter
 from pipeline.longv.synthetic import VideoSpec, write_synthetic_videos
 from pipeline.longv.tracks import GlobalMotion, SubjectTracker
 from pipeline.longv.video import VIDEO_EXTENSIONS, VideoError, frames, probe, read_frames
+from pipeline.models import settings as m  # the model fields' types, each with its description
+from pipeline.models.settings import ModelSettings
+from pipeline.models.usage import StageUsage, merge
 
 log = logging.getLogger(__name__)
 
 # What a video's results depend on (the rewriter and the synthetic renderer are borrowed from GCoT building).
-LONGV_CODE = ("core", "pipeline.longv", "pipeline.detect", "pipeline.chains.rewriter", "pipeline.sources.synthetic")
+LONGV_CODE = ("core", "pipeline.longv", "pipeline.detect", "pipeline.chains.rewriter", "pipeline.sources.synthetic", "pipeline.wording", "pipeline.evaluation.strict")
+MODEL_STAGES = ("caption", "prompts")
 
 
 def longv_code_digest() -> str:
@@ -62,7 +68,19 @@ class LongVConfig(BuildConfigBase):
     detector: str = Field("default", description="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights")
     name_map: dict[str, str] = Field(default_factory=dict, description='detector class -> noun, e.g. {"person": "man"}')
     detector_conf: float = Field(0.25, ge=0, le=1, description="detection confidence threshold")
-    rewriter: Literal["none"] = Field("none", description="prompt rewriter (the build-gcot rewriter interface); none keeps the templates")
+    rewriter: Literal["none"] = Field("none", description="in-process prompt rewriter hook (the build-gcot rewriter interface); none keeps the templates (for a model: --caption-videos, --write-prompts)")
+    caption_videos: bool = Field(False, description="--vision-model captions each video in detail from its keyframes (at most 8, evenly spread), as LongV-EVAL's prompts were made; a caption that does not name the main subject keeps the template's")
+    write_prompts: bool = Field(False, description="--model writes the three edit prompts from the caption (the edits stay the template's plan: new subject, new background, style); a prompt that breaks the published form (<= 15 words, one line, the subject and style named) keeps its template, the reason counted in the card")
+    model: m.Model = None
+    vision_model: m.VisionModel = None
+    model_endpoint: m.Endpoint = None
+    model_api_key_env: m.ApiKeyEnv = "OPENAI_API_KEY"
+    model_concurrency: m.Concurrency = 4
+    model_timeout: m.Timeout = 60.0
+    model_retries: m.Retries = 2
+    model_max_tokens: m.MaxTokens = 256
+    model_temperature: m.Temperature = 0.0
+    model_cache: m.CachePath = None
     strict: bool = Field(False, description="stop at the first bad video instead of recording it and going on")
     runner: Runner = Field("threads", description="where video tasks run: threads, processes, a Dask cluster or Ray; the bytes do not depend on it")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster; none: a local cluster of `workers` processes")
@@ -70,6 +88,17 @@ class LongVConfig(BuildConfigBase):
 
     def results_dir(self) -> Path:
         return self.work_path() / "longv_results"
+
+    def model_stages(self) -> tuple[str, ...]:
+        """The model stages that are on, in the order they run (none by default: templates only)."""
+        return tuple(name for name, on in zip(MODEL_STAGES, (self.caption_videos, self.write_prompts)) if on)
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings.of(self, self.work_path())
+
+    def check_models(self) -> None:
+        """Before any work: the stages that are on have their models (and a server that answers)."""
+        self.model_settings().check({"caption_videos": self.caption_videos, "write_prompts": self.write_prompts}, vision_stages=("caption_videos",))
 
     def weights(self) -> str:
         from pipeline.detect.detector import DEFAULT_WEIGHTS
@@ -238,14 +267,70 @@ def process_video(path: str, vid: str, cfg: LongVConfig, out_dir: str, code: str
     return VideoResult(key, vid, path, item_file=str(item_file))
 
 
+def model_video(r: VideoResult, cfg: LongVConfig, out_dir: str) -> tuple[VideoResult, dict]:
+    """The model stages on one analysed video (`pipeline.longv.captions`): its caption from the
+    keyframes, then its prompts from the caption. Returns the result with the model's outputs and the
+    run's summary of its stages.
+
+    The result is ``out_dir/<key>.json`` (+ its keyframes) when every call had an answer; when one
+    failed it is ``<key>.unfinished.json``, which a rerun does not trust: it asks again what failed
+    (the answers it had come from the cache)."""
+    from pipeline.longv import captions
+    from pipeline.longv.release import load_result
+
+    stages = cfg.model_stages()
+    if r.rejection or not stages:
+        return r, {}
+    settings = cfg.model_settings()
+    key = hashlib.sha256(f"{r.key}:{settings.key(stages, longv_code_digest())}".encode()).hexdigest()[:24]
+    out = Path(out_dir)
+    done = out / f"{key}.json"
+    if done.is_file():
+        item = LongVItem.from_dict(json.loads(done.read_text()))
+        names = {"caption": settings.vision, "prompts": settings.model}
+        return VideoResult(key, r.id, r.source, item_file=str(done)), {st: _outcomes(StageUsage(model=names[st] or "", reused=1), item, st).to_dict() for st in stages}
+    item, _, jpegs = load_result(r)
+    clients: dict = {}
+    if "caption" in stages:
+        captions.write_caption(item, jpegs, settings.client(vision=True, clients=clients), settings)
+    if "prompts" in stages:
+        captions.write_prompts(item, prompts.plan(item.id, cfg.seed, item.subjects), settings.client(clients=clients), settings)
+    usage = {st: _outcomes(c.usage[st], item, st).to_dict() for c in clients.values() for st in stages if st in c.usage}
+    item_file = done if not any(u["failed"] for u in usage.values()) else out / f"{key}.unfinished.json"
+    kdir = item_file.with_suffix("")
+    kdir.mkdir(parents=True, exist_ok=True)
+    for k, data in jpegs.items():
+        (kdir / f"{k:06d}.jpg").write_bytes(data)
+    tmp = item_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(item.to_dict(), sort_keys=True))
+    tmp.rename(item_file)
+    if item_file == done:  # an earlier run's unfinished result is now superseded
+        stale = out / f"{key}.unfinished.json"
+        stale.unlink(missing_ok=True)
+        shutil.rmtree(stale.with_suffix(""), ignore_errors=True)
+    return VideoResult(key, r.id, r.source, item_file=str(item_file)), usage
+
+
+def _outcomes(u: StageUsage, item: LongVItem, stage: str) -> StageUsage:
+    """A stage's outcomes from the item's provenance (the prompts stage: one per edit kind)."""
+    for name in (EDIT_KINDS if stage == "prompts" else (stage,)):
+        u.count_outcomes([item.provenance], name)
+    return u
+
+
 def run_plain(cfg: LongVConfig) -> dict:
     """The whole build without Prefect (tests, benchmarks, `--no-prefect`)."""
     from pipeline.longv.release import write_release
 
     cfg = cfg.with_out()
+    cfg.check_models()
     found = discover(cfg)
     out_dir = str(cfg.results_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     detector = cache(cfg.make_detector)  # one detector for all videos, made only if one needs analysing
     results = [process_video(p, v, cfg, out_dir, longv_code_digest(), detector) for p, v in zip(found.videos, found.ids)]
-    return write_release(cfg, found, results)
+    models = None
+    if cfg.model_stages():
+        done = [model_video(r, cfg, out_dir) for r in results]
+        results, models = [r for r, _ in done], merge([u for _, u in done])
+    return write_release(cfg, found, results, models)
