@@ -21,7 +21,6 @@ memory depends on a row group, not on the source. Images are read when their row
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -116,40 +115,39 @@ class SplitFormats:
 
 def _review_line(e: Example) -> str:
     d = e.detector
-    return json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by")})
+    judged = {"judge": e.provenance["judge.outcome"], "judge_answer": e.provenance.get("judge.answer")} if "judge.outcome" in e.provenance else {}
+    return json.dumps({"id": e.id, "img": e.image, "min_iou": d.min_iou if d else None, "flagged": d.flagged if d else None, "drafted_by": e.provenance.get("drafted_by"), **judged})
 
 
 class ReviewQueue:
-    """``review_queue.jsonl`` in ``review_order``'s order (least detector agreement first, the examples
-    never checked after them in release order), sorted on disk under ``folder``."""
+    """``review_queue.jsonl`` in ``review_order``'s order (the answerability judge's disagreements first;
+    within each group least detector agreement first, the examples never checked after them in release
+    order), sorted on disk under ``folder``."""
 
     def __init__(self, folder: Path):
         folder.mkdir(parents=True, exist_ok=True)
-        self.checked = SortedSpill(folder / "review-checked", key=lambda r: (r["min_iou"], r["mean_iou"], r["id"]))
-        self._unchecked_path = folder / "review-unchecked.jsonl"
-        self._unchecked = open(self._unchecked_path, "w")
+        # (agrees, never checked, min IoU, mean IoU, id) for checked examples, (agrees, never checked, position) for the rest
+        self.spill = SortedSpill(folder / "review", key=lambda r: tuple(r["key"]))
+        self._seq = 0
 
     def add(self, e: Example) -> None:
-        if e.detector:
-            self.checked.add({"min_iou": e.detector.min_iou, "mean_iou": e.detector.mean_iou, "id": e.id, "line": _review_line(e)})
-        else:
-            self._unchecked.write(_review_line(e) + "\n")
+        agrees = e.provenance.get("judge.outcome") != "disagrees"
+        key = [agrees, False, e.detector.min_iou, e.detector.mean_iou, e.id] if e.detector else [agrees, True, self._seq]
+        self._seq += 1
+        self.spill.add({"key": key, "line": _review_line(e)})
 
     def write(self, path: Path) -> None:
-        self._unchecked.close()
         with open(path, "w") as f:
-            for r in self.checked.merged():
+            for r in self.spill.merged():
                 f.write(r["line"] + "\n")
-            with open(self._unchecked_path) as rest:
-                shutil.copyfileobj(rest, f)
-        self._unchecked_path.unlink()
 
 
 def write_release(
-    examples: Iterable[Example], rejections: Iterable[Rejection], candidates: int, cfg, ingest, spill_dir: Path
+    examples: Iterable[Example], rejections: Iterable[Rejection], candidates: int, cfg, ingest, spill_dir: Path, models: dict | None = None
 ) -> dict:
     """build-gcot's release from ``examples`` in release order (MM-GCoT ids set) and every rejection,
-    streamed; images come from the source folder. ``spill_dir`` takes the review queue's sorted runs.
+    streamed; images come from the source folder. ``spill_dir`` takes the review queue's sorted runs;
+    ``models``: the run's model-stage summary (`pipeline.models.usage`), when a stage ran.
     Returns the card's numbers."""
     out = Path(cfg.out).resolve()
     images = SourceImages(ingest.source_root, ingest.release_prefix)
@@ -168,6 +166,7 @@ def write_release(
             "seed": cfg.seed,
             "command": cfg.release_command(),
             "config": cfg.stored(),
+            **({"models": models} if models else {}),
         }
         done["stats"] = finish_release(tmp, out, formats.close(), stats, review.write, rejections, candidates, meta)
         (tmp / "config.yaml").write_text(meta["config"])
@@ -205,6 +204,8 @@ def finish_release(tmp: Path, out: Path, sizes: dict, stats: CardStats, write_re
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
     write_review(tmp / "review_queue.jsonl")
     result = stats.result(candidates)
+    if meta.get("models"):
+        result["models"] = meta["models"]
     (tmp / "stats.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     n = result["examples"]
     shipped = json.loads(DEFAULT_METRICS.read_text()) if DEFAULT_METRICS.is_file() else None
