@@ -30,6 +30,7 @@ from annotation.cli import Review  # noqa: E402
 from core.cli import Command, CommandFailed, ConfigCommand, Root, run  # noqa: E402
 from gcot.scale import Scale  # noqa: E402
 from pipeline.detect.train import DetectorGroup  # noqa: E402
+from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS  # noqa: E402
 from pipeline.longv.steps import LongVConfig  # noqa: E402
 from pipeline.steps import BuildConfig  # noqa: E402
 from training.efficiency.cli import EfficiencyCommand  # noqa: E402
@@ -152,16 +153,18 @@ class BuildLongVCommand(LongVConfig, FlowOptions):
 
 
 class ConvertCommand(Command):
-    """Move records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations.
+    """Move records between MM-GCoT JSON, Arrow/Parquet releases and LLaVA conversations, or export a release
+    for LLaMA-Factory or TRL.
 
     Examples:
       gcot convert path/to/mmgcot_dir --from mmgcot --to arrow --out releases/mmgcot-test --images /data
       gcot convert releases/demo --from arrow --to llava --out /tmp/llava
+      gcot convert releases/demo --from arrow --to llamafactory --out exports/demo-llamafactory
     """
 
     input: CliPositionalArg[str] = Field(description="MM-GCoT: a GCoT_dataset_<type>_<split>.json file or a folder of them; arrow: a release folder")
     src: Literal["mmgcot", "arrow"] = Field(alias="from", description="input format")
-    dst: Literal["arrow", "llava", "mmgcot"] = Field(alias="to", description="output format")
+    dst: Literal["arrow", "llava", "mmgcot", "llamafactory", "trl"] = Field(alias="to", description="output format (llamafactory: ShareGPT JSON + dataset_info.json + images/; trl: messages + images Parquet)")
     out: str = Field(description="output folder (replaced atomically)")
     images: str | None = Field(None, description="root under which each record's img path is found, to store image bytes in arrow output")
     strict: bool = Field(False, description="stop at the first malformed record")
@@ -202,7 +205,7 @@ class EvalCommand(Command):
     results: str = Field(description="results file, one JSON object a line")
     mode: Literal["official", "strict"] = Field("official", description="official: the official eval.py to the bit; strict: ours")
     model_format: Literal["llava", "qwen", "internvl"] | None = Field(None, description="how the model writes boxes. official: llava = as it is, qwen = absolute-pixel xyxy, internvl = xyxy on 0-1000 (default llava). strict: llava = normalized xyxy, qwen and internvl as official (default: normalized xywh, as MM-GCoT)")
-    box_format: Literal["xywh-norm", "xyxy-norm", "xyxy-abs", "xywh-abs", "xyxy-1000"] | None = Field(None, description="strict: the predicted box format outright (overrides --model-format)")
+    box_format: Literal[BOX_FORMATS] | None = Field(None, description="strict: the predicted box format outright (overrides --model-format and each line's own box_format, which run-model writes)")
     image_root: str | None = Field(None, description="folder the records' img paths are relative to (needed for absolute-pixel boxes)")
     synonyms: str | None = Field(None, description='strict: a JSON file of extra answer synonyms, e.g. {"timber": "wood"}')
     bootstrap: int = Field(1000, ge=0, description="strict: bootstrap resamples for the 95% CIs, 0 to skip")

@@ -93,6 +93,14 @@ def test_analytic_flops_equal_flop_counter(model):
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model.model.language_model(inputs_embeds=x)
     assert fc.get_total_flops() == decoder_flops(shape, [(n, n)] * shape.layers)
+    # a head width of its own (Gemma 3, Qwen3: head_dim != hidden / heads), sliding and global layers alike
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    gemma = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             head_dim=24, layer_types=["sliding_attention", "full_attention"], sliding_window=64)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        Gemma3TextModel(gemma).eval()(inputs_embeds=torch.randn(1, n, 32))
+    assert fc.get_total_flops() == decoder_flops(DecoderShape.of(gemma), [(n, n)] * 2)
     # without grouped-query attention the per-layer count is FitPrune's formula exactly
     mha = DecoderShape(hidden=32, ffn=72, layers=1, heads=4, kv_heads=4)
     assert layer_macs(mha, 23) == fitprune_layer_macs(23, 32, 72)

@@ -167,3 +167,32 @@ def test_a_method_that_cannot_apply_says_why(family_models, demo_release, tmp_pa
     cfg = cfg.model_copy(update={"model": str(checkpoint(family_models, "paligemma")), "out": str(tmp_path / "pg")})
     row, _ = run(cfg)
     assert row["family"] == "paligemma" and row["visual_tokens"] == [16, 4] and 0 <= row["agreement"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gamma_mod_and_roe_run_on_every_family(family, family_models, demo_release):
+    """The layer-level methods: γ-MoD's routed layer and RoE's routing token (inserted with the next position on
+    every RoPE axis, causal in a bidirectional prefix) through each family's decoder."""
+    from training.efficiency import gamma_mod, roe
+
+    release, _ = demo_release
+    model, processor, fam = _model(family_models, family)
+    loop = LayerLoop(model)
+    batches = release_batches(release, processor, fam, "validation", 2, limit=4)
+    ranks = gamma_mod.arank(loop, batches)
+    policy = gamma_mod.MoDPolicy(loop.shape.hidden, gamma_mod.layers_to_convert(ranks, 1))
+    assert len(gamma_mod.finetune(loop, policy, batches, 2, lr=0.0)) == 2
+    r = roe.RoE(loop.shape.hidden, loop.shape.layers, adapter_dim=16)
+    roe.train(loop, r, batches, 4, llm_lr=0.0)
+    r.eval()
+    with torch.no_grad():
+        res = r.forward_batch(loop, batches[0])
+        routed, _ = loop.forward(batches[0], policy)
+    assert torch.isfinite(loop.logits(res.hidden)).all() and torch.isfinite(loop.logits(routed.hidden)).all()
+    state, _ = loop.embed(batches[0])
+    r.set_batch(batches[0])
+    inserted = r.insert(state)
+    slot = int(r.slot[0])
+    prev, new = inserted.position_ids[0, slot - 1], inserted.position_ids[0, slot]
+    assert torch.equal(new, prev + 1) and (inserted.block is None or int(inserted.block[0, slot]) == -1)

@@ -53,7 +53,7 @@ class FinetuneConfig(Config):
     """Fine-tune an image-text model on a release's conversations with PEFT LoRA."""
 
     data: str = Field("releases/demo", description="a release folder (gcot build output)")
-    model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint of a known family (training/families: LLaVA, LLaVA-NeXT/OneVision, Qwen2/2.5/3-VL, Idefics3/SmolVLM, InternVL, PaliGemma, Gemma 3)")
+    model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint of a family that training/families knows (the README's family table)")
     out: str = Field("runs/finetune", description="the run folder: config.yaml, checkpoints, loss log and plot, adapter, evaluation")
     max_steps: int = Field(150, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="the global batch (split over data-parallel processes)")

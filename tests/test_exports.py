@@ -1,0 +1,82 @@
+"""Exports for the trainers teams use: `gcot convert --to llamafactory` (ShareGPT messages + images, the
+dataset_info.json entry LLaMA-Factory documents) and `--to trl` (messages + images Parquet, loadable with
+datasets), each row checked for as many image placeholders as images."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from gcot.cli import main as gcot
+from pipeline.convert import convert
+from pipeline.release import llamafactory, trl
+from training.data import split_examples
+
+
+def test_llamafactory_export(demo_release, tmp_path):
+    release, summary = demo_release
+    out = tmp_path / "lf"
+    assert gcot(["convert", str(release), "--from", "arrow", "--to", "llamafactory", "--out", str(out)]) == 0
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert set(info) == {"gcot_train", "gcot_validation", "gcot_test"}
+    # LLaMA-Factory's documented ShareGPT entry for multimodal data (data/README.md, "mllm_demo")
+    assert info["gcot_train"] == {"file_name": "train.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+                                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
+    for split in ("train", "validation", "test"):
+        rows = json.loads((out / f"{split}.json").read_text())
+        examples = split_examples(release, split)
+        assert len(rows) == 2 * len(examples) and [r["id"] for r in rows[:2]] == [examples[0].id, f"{examples[0].id}_cot"]
+        for r in rows:
+            assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
+            assert r["messages"][0]["content"].count("<image>") == len(r["images"]) == 1 and "<image>" not in r["messages"][1]["content"]
+            assert (out / r["images"][0]).is_file()  # relative to the dataset folder, LLaMA-Factory's default media_dir
+    assert rows[1]["messages"][1]["content"].startswith("Step 1: ") and "\nFinal Answer: " in rows[1]["messages"][1]["content"]
+    n_images = len({r["images"][0] for s in ("train", "validation", "test") for r in json.loads((out / f"{s}.json").read_text())})
+    assert len(list((out / "images").rglob("*.*"))) == n_images == summary["images"]  # each image once
+    assert not (out / "rejections.jsonl").exists()
+
+
+def test_a_row_whose_image_tokens_do_not_match_is_rejected(demo_release, tmp_path):
+    release, _ = demo_release
+    examples = split_examples(release, "test")[:3]
+    odd = replace(examples[1], question="Is the <image> tag the cube?")  # the question writes the placeholder itself
+    data = {e.image: b"\xff\xd8 not decoded here" for e in examples}
+    for exporter, name in ((llamafactory, "lf"), (trl, "trl")):
+        (tmp_path / name).mkdir()
+        rejected = exporter.write_dir([examples[0], odd, examples[2]], tmp_path / name, lambda ex: data.get(ex.image) if ex is not examples[2] else None)
+        assert [(r.id, r.rule) for r in rejected] == [(odd.id, "image_token_count"), (f"{odd.id}_cot", "image_token_count"), (examples[2].id, "image_missing")]
+    assert len(json.loads((tmp_path / "lf" / "test.json").read_text())) == 2  # the good example's two rows
+    # --strict stops at the first, and leaves no folder behind
+    import pipeline.convert as conv
+
+    with pytest.raises(ValueError, match=r"record .* rejected \(image_token_count\)"):
+        conv.write([examples[0], odd], [], tmp_path / "strict", "llamafactory", source=str(release), strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_trl_export_loads_with_datasets_and_a_processor_takes_its_rows(demo_release, family_models, tmp_path):
+    import datasets
+    from tiny_families import checkpoint
+
+    from training import families
+
+    release, _ = demo_release
+    out = tmp_path / "trl"
+    s = convert(release, "arrow", "trl", out)
+    assert s["rejected"] == 0
+    ds = datasets.load_dataset(str(out))
+    assert set(ds) == {"train", "validation", "test"}
+    examples = split_examples(release, "test")
+    assert ds["test"].num_rows == 2 * len(examples)
+    row = ds["test"][1]
+    assert row["id"] == f"{examples[0].id}_cot" and row["images"][0].size == (examples[0].width, examples[0].height)
+    user, answer = row["messages"]
+    assert [p["type"] for p in user["content"]] == ["image", "text"] and user["content"][1]["text"].startswith(examples[0].question)
+    assert answer["content"][0]["text"].endswith(f"Final Answer: {examples[0].answer}")
+    # what TRL's vision collator does with a row: the processor's chat template, then the processor on the text and images
+    _, processor, _ = families.load(checkpoint(family_models, "qwen2_vl"))
+    text = processor.apply_chat_template(row["messages"], tokenize=False)
+    enc = processor(text=[text], images=[row["images"]], return_tensors="pt")
+    assert text.count("<|vision_start|>") == len(row["images"]) and int(enc["image_grid_thw"].shape[0]) == 1
