@@ -12,7 +12,9 @@ Edits (boxes, step texts, question, answer) are applied, reviewer, time and verd
 structural verification re-run on the edited examples, and a new release is written; rejected
 examples leave it with the reviewer's reason. Counts reconcile: pushed = accepted + fixed +
 rejected + open. Where a task has several annotations, their agreement (box IoU per step, equal
-texts) is reported.
+texts) is reported. ``review_report.json`` keeps a changelog of every reviewed task (reviewer, time,
+verdict, outcome, what changed: a box moved by IoU x, a text before and after), lists apart the
+accepts with edits (they count as fixed) and the drafts Label Studio saved that nobody submitted.
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
-from annotation.configs import gcot_review_config
-from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder, settle
+from annotation.configs import gcot_instructions, gcot_review_config
+from annotation.project import (
+    PUSH_BATCH,
+    PullSummary,
+    PushSummary,
+    open_tasks,
+    push_tasks,
+    read_drafts,
+    read_reviews,
+    served_folder,
+    settle,
+)
 from annotation.tasks import MalformedAnnotation, Review, read_annotation, task_for
 from core.boxes import iou
 from core.schema import Example, Rejection
@@ -67,7 +80,8 @@ def push(release: Path, client, files_root: str | Path, title: str | None = None
     folder = export_images(release, Path(files_root))
     detectors = sorted({e.detector.model for e in examples if e.detector})
     return push_tasks(client, examples, folder, lambda e: e.image, task_for, title=title or project_title(release), label_config=gcot_review_config(),
-                      description="Grounded chain-of-thought review (gcot-forge)", batch=batch, detector=detectors[0] if detectors else None)
+                      description="Grounded chain-of-thought review (gcot-forge)", batch=batch, detector=detectors[0] if detectors else None,
+                      instructions=gcot_instructions())
 
 
 def _agreement(reviews: list) -> dict:
@@ -80,6 +94,10 @@ def _agreement(reviews: list) -> dict:
             ious += [iou(x.box, y.box) for x, y in zip(a.grounded_steps, b.grounded_steps)]
             equal += [s.text for s in a.steps] == [s.text for s in b.steps] and a.answer == b.answer and a.question == b.question
     return {"pairs": pairs, "box_ious": ious, "texts_equal": equal}
+
+
+def _describe(r: Review) -> list[str]:
+    return [c.describe() for c in r.changes]
 
 
 def _reviewed(r: Review) -> Example:
@@ -107,14 +125,16 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
         if task is None:
             kept.append(ex)  # never pushed: stays as it was
             continue
-        reviews = read_reviews(task, users, lambda ann, ex=ex: read_annotation(ex, ann), MalformedAnnotation, summary)
+        read = partial(read_annotation, ex)
+        reviews = read_reviews(task, users, read, MalformedAnnotation, summary)
+        read_drafts(task, users, read, MalformedAnnotation, summary, _describe)
         if len(reviews) > 1:
             a = _agreement(reviews)
             agree["tasks"] += 1
             agree["pairs"] += a["pairs"]
             agree["box_ious"] += a["box_ious"]
             agree["texts_equal"] += a["texts_equal"]
-        new, rejection = settle(ex, reviews, summary, _reviewed, _reverify)
+        new, rejection = settle(ex, reviews, summary, _reviewed, _reverify, task=task["id"], describe=_describe)
         if new is not None:
             kept.append(new)
         if rejection is not None:

@@ -29,13 +29,20 @@ class PushInterrupted(RuntimeError):
     pass
 
 
-def get_project(client, title: str, create: bool = True, label_config: str | None = None, description: str = ""):
+def get_project(client, title: str, create: bool = True, label_config: str | None = None, description: str = "", instructions: str | None = None):
+    """The project titled ``title``, created with the labeling config and ``instructions`` (Label
+    Studio's expert instructions, shown when a reviewer opens the labeling stream) if there is none.
+    An existing project keeps its labeling config (its annotations were made with it) and gets the
+    current instructions."""
     for p in client.projects.list():
         if p.title == title:
+            if instructions is not None and (p.expert_instruction != instructions or not p.show_instruction):
+                p = client.projects.update(id=p.id, expert_instruction=instructions, show_instruction=True)
             return p
     if not create:
         raise LookupError(f"no Label Studio project titled {title!r}; push the release first")
-    return client.projects.create(title=title, label_config=label_config, description=description)
+    extra = {"expert_instruction": instructions, "show_instruction": True} if instructions is not None else {}
+    return client.projects.create(title=title, label_config=label_config, description=description, **extra)
 
 
 def served_folder(release: Path, files_root: Path) -> Path:
@@ -99,12 +106,12 @@ class PushSummary:
 
 
 def push_tasks(client, items: Sequence, folder: Path, media: Callable[[Any], str], task_of: Callable[[Any, str, str], dict], *, title: str,
-               label_config: str, description: str, batch: int = PUSH_BATCH, detector: str | None = None) -> PushSummary:
+               label_config: str, description: str, batch: int = PUSH_BATCH, detector: str | None = None, instructions: str | None = None) -> PushSummary:
     """The push both reviews share: the project (created with ``label_config`` if new) and its storage
     of ``folder``, then a task ``task_of(item, url, model_version)`` for every item whose id is not in
     the project yet, imported in batches. ``media(item)`` is the item's file under ``folder``, where
     the caller has already put it."""
-    project = get_project(client, title, label_config=label_config, description=description)
+    project = get_project(client, title, label_config=label_config, description=description, instructions=instructions)
     ensure_storage(client, project.id, folder)
     done = existing_ids(client, project.id)
     version = f"gcot-forge-{__version__}" + (f"+{detector}" if detector else "")
@@ -123,14 +130,23 @@ class PullSummary:
     open: int = 0
     malformed: list[dict] = field(default_factory=list)  # task id, example id, reason
     agreement: dict = field(default_factory=dict)
+    changelog: list[dict] = field(default_factory=list)  # per reviewed task: who, when, verdict, outcome, what changed
+    accepted_with_edits: list[dict] = field(default_factory=list)  # changelog entries whose "accept" counted as fixed
+    drafts: list[dict] = field(default_factory=list)  # drafts Label Studio saved that were never submitted, with what they change
 
     @property
     def reconciles(self) -> bool:
         return self.pushed == self.accepted + self.fixed + self.rejected + self.open
 
     def report(self) -> dict:
-        """The pull's report (review_report.json, the command's output): the counts and whether they reconcile."""
+        """The pull's report (review_report.json): the counts and whether they reconcile, the per-task
+        changelog, accepts that counted as fixed, and drafts never submitted."""
         return {**self.__dict__, "reconciles": self.reconciles}
+
+    def counts(self) -> dict:
+        """What the pull command prints: the report without its per-task lists, with their lengths."""
+        lists = ("changelog", "accepted_with_edits", "drafts")
+        return {**{k: v for k, v in self.report().items() if k not in lists}, **{k: len(getattr(self, k)) for k in lists}}
 
 
 def open_tasks(client, title: str, ids: set[str]) -> tuple[dict, dict[str, dict], int]:
@@ -164,25 +180,36 @@ def read_reviews(task: dict, users: dict, read, errors, summary: PullSummary) ->
     return out
 
 
+def _describe_changed(review) -> list[str]:
+    return list(review.changed)
+
+
 def settle(item, reviews: list, summary: PullSummary, reviewed: Callable[[Any], Any],
-           recheck: Callable[[Any], list[tuple[str, str]]]) -> tuple[Any | None, Rejection | None]:
+           recheck: Callable[[Any], list[tuple[str, str]]], task: int | None = None,
+           describe: Callable[[Any], list[str]] = _describe_changed) -> tuple[Any | None, Rejection | None]:
     """The pull rule both reviews share, for one pushed item and its ``reviews`` (verdicts, oldest first):
     the latest accept or fixed wins (``reviewed(review)``: the item as the annotator left it, with
     reviewer, time and comment); edits make it fixed and must pass ``recheck`` (rule, detail pairs),
     else it is rejected with the first failure. Failing that, a reject verdict rejects the item with the
-    reviewer's reason; with no verdict the item stays open, as it was. Counts go to ``summary``.
-    Returns the item to keep, or the rejection."""
+    reviewer's reason; with no verdict the item stays open, as it was. Counts go to ``summary``, and
+    the deciding review to its changelog (``describe(review)``: what it changed, in words; an accept
+    with edits, which counts as fixed, is listed apart too). Returns the item to keep, or the rejection."""
     accepted = [r for r in reviews if r.verdict in ("accept", "fixed")]
     if accepted:
         r = accepted[-1]  # the latest accepted annotation wins
         new = reviewed(r)
         new.review.status = "fixed" if (r.verdict == "fixed" or r.changed) else "accepted"
+        entry = _log(summary, item.id, task, r.verdict, new.review, len(reviews), describe(r))
         if r.changed:
             new.provenance["review_changes"] = ", ".join(r.changed)
+            if r.verdict == "accept":
+                summary.accepted_with_edits.append(entry)
             fails = recheck(new)
             if fails:
                 summary.rejected += 1
+                entry["outcome"] = f"rejected: {fails[0][0]} after the edits"
                 return None, Rejection("review", item.id, fails[0][0], f"after review edits: {fails[0][1]}")
+        entry["outcome"] = new.review.status
         if new.review.status == "fixed":
             summary.fixed += 1
         else:
@@ -191,6 +218,32 @@ def settle(item, reviews: list, summary: PullSummary, reviewed: Callable[[Any], 
     if reviews:
         last = reviewed(reviews[-1])
         summary.rejected += 1
+        _log(summary, item.id, task, reviews[-1].verdict, last.review, len(reviews), describe(reviews[-1]))["outcome"] = "rejected"
         return None, Rejection("review", item.id, "rejected_by_reviewer", f"{last.review.reviewer or 'a reviewer'}: {last.review.comment or 'no reason given'}")
     summary.open += 1
     return item, None
+
+
+def _log(summary: PullSummary, item_id: str, task: int | None, verdict: str, review, annotations: int, changes: list[str]) -> dict:
+    """The changelog entry of a task's deciding review (``review``: the item's review record, who and
+    when; its outcome is filled in by `settle`)."""
+    entry = {"example": item_id, "task": task, "reviewer": review.reviewer, "reviewed_at": review.reviewed_at, "verdict": verdict,
+             "changes": changes, "comment": review.comment, "annotations": annotations}
+    summary.changelog.append(entry)
+    return entry
+
+
+def read_drafts(task: dict, users: dict, read, errors, summary: PullSummary, describe: Callable[[Any], list[str]] = _describe_changed) -> None:
+    """Drafts Label Studio saved for the task and nobody submitted (it keeps a draft until its
+    annotation is submitted): listed in ``summary.drafts`` with what each would change, never applied."""
+    for d in task.get("drafts") or []:
+        if not isinstance(d, dict):
+            continue
+        entry = {"example": task["data"].get("example_id"), "task": task["id"], "draft": d.get("id"), "user": users.get(d.get("user"), d.get("user")),
+                 "updated_at": d.get("updated_at") or d.get("created_at"), "of_annotation": d.get("annotation")}
+        try:
+            r = read({**d, "completed_by": entry["user"]})
+        except errors as e:
+            summary.drafts.append({**entry, "verdict": None, "changes": [], "unreadable": str(e)})
+            continue
+        summary.drafts.append({**entry, "verdict": r.verdict, "changes": describe(r)})

@@ -9,12 +9,14 @@ placeholder becomes the new box.
 from __future__ import annotations
 
 import copy
+import html
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from annotation.configs import VERDICTS
-from core.boxes import find_boxes, format_box, quantize, replace_last_box
+from annotation.configs import STEP_COLORS, VERDICTS
+from core.boxes import find_boxes, format_box, iou, quantize, replace_last_box
 from core.schema import Box, Example
+from pipeline.detect.crosscheck import SUPPORT_IOU
 
 BOX_PLACEHOLDER = "[box]"
 
@@ -50,10 +52,53 @@ def text_with_box(text: str, box: Box) -> str:
     return f"{text.rstrip().rstrip('.')} at {format_box(box)}"
 
 
+def step_name(example: Example, k: int) -> str | None:
+    """The noun of grounded step ``k`` (0-based) as the detector cross-check matched it: an object
+    question's last step hides its noun, and the answer names it."""
+    grounded = example.grounded_steps
+    name = grounded[k].name
+    if name is None and k == len(grounded) - 1 and example.type == "object":
+        name = example.answer
+    return name
+
+
+def flag_reason(example: Example) -> str:
+    """One line saying why the task is where it is in the review queue (least detector agreement first)."""
+    d = example.detector
+    if d is None:
+        return "Not cross-checked by a detector: check every step's box and text"
+    weak = []
+    for k, (v, cls) in enumerate(zip(d.step_iou, d.step_class)):
+        if v > SUPPORT_IOU:
+            continue
+        name = (step_name(example, k) or "matching object").lower()
+        why = f"no {name} found" if cls is None or v == 0 else f"the box does not match the detected {cls}"
+        weak.append(f"Step {k + 1}: detector IoU {v:.2f} — {why}")
+    if not weak:
+        return f"Detector agrees with every step (lowest IoU {d.min_iou:.2f})"
+    return "Flagged: " + "; ".join(weak)
+
+
+def _chain_html(example: Example) -> str:
+    """The chain's steps as a list, each boxed step in its box's colour with its detector IoU."""
+    ious = example.detector.step_iou if example.detector else []
+    items, k = [], 0
+    for n, step in enumerate(example.steps, 1):
+        if step.box is None:
+            items.append(f'<li><b>Step {n}</b>: {html.escape(step.text)} <small>(no box)</small></li>')
+            continue
+        color = STEP_COLORS[k % len(STEP_COLORS)]
+        iou_note = f" <small>(detector IoU {ious[k]:.2f})</small>" if k < len(ious) else ""
+        items.append(f'<li><b style="color: {color}">Step {k + 1}</b>: {html.escape(text_with_placeholder(step.text))}{iou_note}</li>')
+        k += 1
+    return '<ul style="margin: 0; padding-left: 0; list-style: none">' + "".join(items) + "</ul>"
+
+
 def task_for(example: Example, image_url: str, model_version: str) -> dict:
-    """A task whose prediction pre-fills every box and text of the example."""
-    result = []
-    unboxed = []
+    """A task whose prediction pre-fills every box and text of the example; its labels are the
+    chain's own steps (``Step 1`` ... ``Step k``, each usable once), and the prediction's score is the
+    chain's lowest detector IoU, so Label Studio's prediction-score column sorts and filters by it."""
+    result, unboxed, labels = [], [], []
     k = 0
     for n, step in enumerate(example.steps, 1):
         if step.box is None:
@@ -61,6 +106,7 @@ def task_for(example: Example, image_url: str, model_version: str) -> dict:
             continue
         k += 1
         rid = f"step{n}"
+        labels.append({"value": f"Step {k}", "background": STEP_COLORS[(k - 1) % len(STEP_COLORS)]})
         common = {"id": rid, "to_name": "image", "original_width": example.width, "original_height": example.height, "image_rotation": 0}
         result.append({**common, "from_name": "box", "type": "rectanglelabels", "value": {**to_percent(step.box), "rectanglelabels": [f"Step {k}"]}})
         result.append({**common, "from_name": "step_text", "type": "textarea", "value": {**to_percent(step.box), "text": [text_with_placeholder(step.text)]}})
@@ -74,8 +120,35 @@ def task_for(example: Example, image_url: str, model_version: str) -> dict:
         "question": example.question,
         "answer": example.answer,
         "detector_min_iou": example.detector.min_iou if example.detector else None,
+        "reason": flag_reason(example),
+        "steps": labels,
+        "chain": _chain_html(example),
     }
-    return {"data": data, "predictions": [{"model_version": model_version, "result": result}]}
+    prediction = {"model_version": model_version, "result": result}
+    if example.detector:
+        prediction["score"] = example.detector.min_iou
+    return {"data": data, "predictions": [prediction]}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing a reviewer changed in an example: a step's box or text, the question or the answer."""
+
+    what: str  # "box", "text", "question", "answer"
+    step: int | None = None  # the step's number in the chain (1-based), for a box or a step text
+    iou: float | None = None  # a box: IoU of the new box with the pushed one
+    before: str | None = None  # a text: as pushed ([box] for the coordinates)
+    after: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short name, as the example's provenance keeps it: "step 2 box", "answer"."""
+        return f"step {self.step} {self.what}" if self.step else self.what
+
+    def describe(self) -> str:
+        if self.what == "box":
+            return f"{self.label} moved (IoU {self.iou:.2f} with the pushed box)"
+        return f"{self.label}: {self.before!r} -> {self.after!r}"
 
 
 @dataclass
@@ -84,10 +157,14 @@ class Review:
 
     verdict: str | None
     example: Example
-    changed: list[str] = field(default_factory=list)  # what differs from the pushed example
+    changes: list[Change] = field(default_factory=list)  # what differs from the pushed example
     reviewer: str | None = None
     reviewed_at: str | None = None
     comment: str | None = None
+
+    @property
+    def changed(self) -> list[str]:
+        return [c.label for c in self.changes]
 
 
 def texts_of(result: list[dict], name: str) -> list[str]:
@@ -154,7 +231,7 @@ def read_annotation(original: Example, annotation: dict) -> Review:
                 raise MalformedAnnotation(f"two rectangles labelled Step {k}")
             boxes[k] = from_percent(r.get("value") or {})
             region_label[str(r.get("id"))] = k
-    changed = []
+    changes: list[Change] = []
     step_texts = {region_label[str(r.get("id"))]: (r.get("value") or {}).get("text", [None])[0] for r in result if r.get("from_name") == "step_text" and str(r.get("id")) in region_label}
     for k, idx in enumerate(grounded, 1):
         step = ex.steps[idx]
@@ -162,23 +239,24 @@ def read_annotation(original: Example, annotation: dict) -> Review:
         text = step_texts.get(k) or text_with_placeholder(step.text)
         new_text = text_with_box(text, box)
         if box != step.box:
-            changed.append(f"step {idx + 1} box")
-        if new_text != step.text:
-            changed.append(f"step {idx + 1} text")
+            changes.append(Change("box", idx + 1, iou=round(iou(step.box, box), 4)))
+        before, after = text_with_placeholder(step.text), text_with_placeholder(new_text)
+        if before != after:  # not when only the box literal followed the box
+            changes.append(Change("text", idx + 1, before=before, after=after))
         step.box, step.text = box, new_text
     unboxed = [i for i, s in enumerate(ex.steps) if s.box is None]
     lines = [line for t in texts_of(result, "unboxed_steps") for line in t.split("\n") if line.strip()]
     for i, line in zip(unboxed, lines):
         text = line.split(": ", 1)[1] if line.startswith("Step ") and ": " in line else line
         if text != ex.steps[i].text:
-            changed.append(f"step {i + 1} text")
+            changes.append(Change("text", i + 1, before=ex.steps[i].text, after=text))
             ex.steps[i].text = text
     for name in ("question", "answer"):
         texts = texts_of(result, name)
         if texts and texts[-1].strip() and texts[-1] != getattr(ex, name):
+            changes.append(Change(name, before=getattr(ex, name), after=texts[-1].strip()))
             setattr(ex, name, texts[-1].strip())
-            changed.append(name)
     if grounded:
         ex.answer_box = ex.steps[grounded[-1]].box
     v = verdict_of(annotation)
-    return Review(v.verdict, ex, changed, v.reviewer, v.reviewed_at, v.comment)
+    return Review(v.verdict, ex, changes, v.reviewer, v.reviewed_at, v.comment)

@@ -9,8 +9,9 @@ import pytest
 
 from annotation.review import PushInterrupted, existing_ids, project_title, pull, push
 from annotation.server import LS_VENV, LabelStudioServer
-from annotation.tasks import from_percent, text_with_box, to_percent
+from annotation.tasks import flag_reason, from_percent, text_with_box, text_with_placeholder, to_percent
 from core.boxes import find_boxes, format_box
+from pipeline.detect.crosscheck import review_order
 from pipeline.release.arrow import read_examples
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import REPO
@@ -21,8 +22,9 @@ pytestmark = [pytest.mark.server, pytest.mark.skipif(not (LS_VENV / "bin" / "lab
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
+    """Cross-checked by the shipped detector, so that flagged tasks lead the queue, as `make annotate` pushes them."""
     out = tmp_path_factory.mktemp("review") / "rel"
-    run_plain(BuildConfig(images=10, seed=5, out=str(out), work_dir=str(out.parent / "work")))
+    run_plain(BuildConfig(images=10, seed=5, detector="default", out=str(out), work_dir=str(out.parent / "work")))
     return out
 
 
@@ -79,6 +81,10 @@ def test_push_prefills_and_is_idempotent(server, release, pushed):
     texts = {r["id"]: r["value"]["text"][0] for r in pred if r["from_name"] == "step_text"}
     assert all("[box]" in t for t in texts.values())
     assert [r["value"]["text"][0] for r in pred if r["from_name"] == "question"] == [ex.question]
+    # the labels are the chain's own steps; the reason and the prediction's score come with the task
+    data = tasks[ex.id].data
+    assert [s["value"] for s in data["steps"]] == [f"Step {k}" for k in range(1, len(ex.grounded_steps) + 1)]
+    assert data["reason"] == flag_reason(ex) and tasks[ex.id].predictions[0].score == pytest.approx(ex.detector.min_iou)
     # the image is served from the confined local-files root
     import httpx
 
@@ -139,6 +145,18 @@ def test_review_round_trip(server, release, pushed, tmp_path):
     stats = json.loads((tmp_path / "reviewed" / "stats.json").read_text())
     assert stats["reconciles"] and stats["review"] == {"accepted": 1, "fixed": 2, "pending": len(untouched)}
 
+    # the per-task changelog: who, when, the verdict, the outcome and what changed
+    report = json.loads((tmp_path / "reviewed" / "review_report.json").read_text())
+    log = {e["example"]: e for e in report["changelog"]}
+    assert set(log) == {moved.id, edited.id, rejected.id, accepted.id} and report["accepted_with_edits"] == [] and report["drafts"] == []
+    assert log[moved.id]["outcome"] == "fixed" and log[moved.id]["task"] == tasks[moved.id].id and log[moved.id]["reviewer"] == server.credentials.username
+    (change,) = log[moved.id]["changes"]  # the text followed the box: one change
+    assert change.startswith(f"step {moved.steps.index(moved.grounded_steps[0]) + 1} box moved (IoU ")
+    n = edited.steps.index(edited.grounded_steps[-1]) + 1
+    assert log[edited.id]["changes"] == [f"step {n} text: {text_with_placeholder(edited.grounded_steps[-1].text)!r} -> 'The thing reviewers call a gadget is at [box]'"]
+    assert (log[rejected.id]["outcome"], log[rejected.id]["comment"]) == ("rejected", "the question is unanswerable")
+    assert (log[accepted.id]["outcome"], log[accepted.id]["verdict"], log[accepted.id]["changes"]) == ("accepted", "accept", [])
+
 
 def test_several_annotations_latest_accepted_wins(server, release, pushed, tmp_path):
     client = server.client()
@@ -172,6 +190,56 @@ def test_malformed_annotation_is_reported_not_a_crash(server, release, pushed, t
     assert s.reconciles
 
 
+def test_drafts_are_listed_apart_never_applied(server, release, pushed, tmp_path):
+    """A draft Label Studio saved (a moved box nobody submitted) is in the report, and the example stays as it was."""
+    import httpx
+
+    client = server.client()
+    examples = read_examples(sorted((release / "data").glob("*.parquet")))
+    ex = examples[7]
+    task = tasks_by_example(client, pushed.project_id)[ex.id]
+    res = prediction(task)
+    box = next(r for r in res if r["from_name"] == "box")
+    box["value"] = {**box["value"], "x": box["value"]["x"] + 3.0}
+    r = httpx.post(f"{server.url}/api/tasks/{task.id}/drafts", json={"result": res, "lead_time": 4.0}, headers={"Authorization": f"Token {server.credentials.token}"})
+    assert r.status_code == 201, r.text
+    s = pull(release, client, tmp_path / "reviewed")
+    (draft,) = [d for d in s.drafts if d["example"] == ex.id]
+    assert draft["user"] == server.credentials.username and draft["verdict"] is None and draft["of_annotation"] is None
+    assert draft["changes"][0].startswith(f"step {ex.steps.index(ex.grounded_steps[0]) + 1} box moved (IoU ")
+    after = {e.id: e for e in read_examples(sorted((tmp_path / "reviewed" / "data").glob("*.parquet")))}
+    assert after[ex.id].review.status == "pending" and after[ex.id].steps == ex.steps
+    assert json.loads((tmp_path / "reviewed" / "review_report.json").read_text())["drafts"] == s.drafts
+
+
+def frontend_keymap() -> set[str]:
+    """Every hotkey Label Studio's installed frontend binds by default (its keymap in the built JS)."""
+    import re
+
+    keys = set()
+    for js in LS_VENV.glob("lib/python*/site-packages/web/dist/apps/labelstudio/*.js"):
+        text = js.read_text(errors="replace")
+        keys |= {k.lower() for k in re.findall(r'element:"[^"]+",label:"[^"]*",key:"([^"]+)"', text)}
+    return keys
+
+
+def test_the_project_keeps_dynamic_labels_free_hotkeys_and_instructions(server, pushed):
+    """The labeling config Label Studio stores for the pushed project, read back: the step labels come
+    from each task (one use each), no rotation, verdict keys that nothing else binds, instructions shown."""
+    import xml.etree.ElementTree as ET
+
+    project = server.client().projects.get(id=pushed.project_id)
+    root = ET.fromstring(project.label_config)
+    (rect,) = root.iter("RectangleLabels")
+    assert (rect.get("value"), rect.get("maxUsages"), rect.get("canRotate"), list(rect)) == ("$steps", "1", "false", [])
+    keys = [c.get("hotkey") for c in root.iter("Choice")]
+    bound = frontend_keymap()
+    assert len(bound) > 30 and "r" in bound  # the keymap was found: R is the rectangle tool
+    assert len(set(keys)) == len(keys) == 3 and not set(keys) & bound and not any(k.isdigit() for k in keys)  # digits: the step labels
+    assert project.show_instruction and all(w in project.expert_instruction for w in ("[box]", "accept", "fixed", "reject", "counts as fixed"))
+    assert any(h.get("value") == "$reason" for h in root.iter("Header"))
+
+
 def test_server_stopped_mid_push_then_the_next_push_completes(server, tmp_path):
     out = tmp_path / "rel2"
     run_plain(BuildConfig(images=6, seed=9, out=str(out), work_dir=str(tmp_path / "w")))
@@ -200,7 +268,7 @@ def test_server_stopped_mid_push_then_the_next_push_completes(server, tmp_path):
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed (make test installs it)")
 @contextmanager
-def logged_in_page(server, height: int = 900):
+def logged_in_page(server, width: int = 1400, height: int = 900):
     """Debian's chromium (never a downloaded browser), logged in to the test server."""
     from playwright.sync_api import sync_playwright
 
@@ -208,7 +276,7 @@ def logged_in_page(server, height: int = 900):
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(f"{server.url}/user/login/")
         page.fill("input[name=email]", server.credentials.username)
         page.fill("input[name=password]", server.credentials.password)
@@ -220,19 +288,65 @@ def logged_in_page(server, height: int = 900):
             browser.close()
 
 
-def test_browser_shows_pre_annotated_boxes(server, release, pushed):
+def test_browser_flagged_task_accept_hotkey_then_pull_lists_the_change(server, release, tmp_path):
+    """As a reviewer in Chromium: the stream opens with the instructions and the least-agreement task; it
+    says why it is flagged, offers only the chain's step labels, numbers each box (Show region labels on),
+    lists the step texts and cannot rotate a box; a box dragged, the accept key pressed and the task
+    submitted, the pull's changelog lists it as accepted with edits, counted as fixed."""
     client = server.client()
-    task = next(iter(tasks_by_example(client, pushed.project_id).values()))
+    s = push(release, client, server.files_root, title="GCoT browser check")  # fresh tasks, no annotations
+    examples = {e.id: e for e in read_examples(sorted((release / "data").glob("*.parquet")))}
+    ex = review_order(list(examples.values()))[0]
+    assert ex.detector.flagged, "the release is meant to have a flagged example"
+    k = len(ex.grounded_steps)
     shots = REPO / "test-output"
     shots.mkdir(exist_ok=True)
-    with logged_in_page(server) as page:
-        page.goto(f"{server.url}/projects/{pushed.project_id}/data?tab=0&task={task.id}")
+    with logged_in_page(server, width=1366, height=768) as page:
+        page.goto(f"{server.url}/projects/{s.project_id}/data?labeling=1")
+        page.wait_for_selector("text=Labeling Instructions", timeout=90_000)
+        assert "counts as fixed" in page.inner_text("body")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("text=Labeling Instructions", state="hidden")
         page.wait_for_selector("canvas", timeout=90_000)
-        page.wait_for_timeout(3000)
-        page.screenshot(path=str(shots / "label_studio_task.png"))
+        page.wait_for_function("() => window.Konva && Konva.stages.length && Konva.stages[0].find('Rect').length", timeout=60_000)
         body = page.inner_text("body")
-    assert "Step 1" in body  # our pre-annotated regions are listed with their labels
-    assert (shots / "label_studio_task.png").stat().st_size > 20_000
+        assert flag_reason(ex) in body and flag_reason(ex).startswith("Flagged: Step")
+        assert page.locator(".lsf-label__text").all_inner_texts() == [f"Step {i}" for i in range(1, k + 1)]
+        assert all(text_with_placeholder(st.text) in body for st in ex.grounded_steps)
+        page.click("button[aria-label=Settings]")
+        page.get_by_text("Show region labels").click()
+        page.keyboard.press("Escape")
+        page.wait_for_selector(".lsf-settings-modal", state="hidden")  # until then it takes the mouse
+        drawn = page.evaluate("() => Konva.stages[0].find('Text').map(t => t.text())")
+        for i, st in enumerate(ex.grounded_steps, 1):  # "2: Step 2: The ring near the cube is at [box]" beside box 2
+            assert f"{i}: Step {i}: {text_with_placeholder(st.text)}" in drawn, drawn
+        # drag a box whose centre no other box covers
+        rects = page.evaluate("""() => { const s = Konva.stages[0]; const o = s.container().getBoundingClientRect();
+            return s.find('Rect').filter(r => /^step\\d+#/.test(r.name())).map(r => ({id: r.name().split('#')[0], ...r.getClientRect(), ox: o.x, oy: o.y})) }""")
+        def centre(r):
+            return r["ox"] + r["x"] + r["width"] / 2, r["oy"] + r["y"] + r["height"] / 2
+        def inside(p, r):
+            return r["ox"] + r["x"] <= p[0] <= r["ox"] + r["x"] + r["width"] and r["oy"] + r["y"] <= p[1] <= r["oy"] + r["y"] + r["height"]
+        target = next(r for r in rects if not any(inside(centre(r), o) for o in rects if o is not r))
+        x, y = centre(target)
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 12, y + 8, steps=6)
+        page.mouse.up()
+        assert not any(page.evaluate("() => Konva.stages[0].find('Transformer').map(t => t.rotateEnabled())")), "rotation is off"
+        page.keyboard.press("u")  # unselect the box, then the verdict by its key
+        page.keyboard.press("a")
+        assert page.locator("input[type=radio]").evaluate_all("els => els.map(e => e.checked)") == [True, False, False]
+        page.screenshot(path=str(shots / "label_studio_task.png"))
+        page.click("button[aria-label='Submit current annotation']")
+        page.wait_for_function(f"() => !document.body.innerText.includes({flag_reason(ex)!r})", timeout=60_000)  # the stream moved on
+    s2 = pull(release, client, tmp_path / "reviewed", title="GCoT browser check")
+    report = json.loads((tmp_path / "reviewed" / "review_report.json").read_text())
+    (entry,) = [e for e in report["changelog"] if e["example"] == ex.id]
+    step = int(target["id"].removeprefix("step"))
+    assert (entry["verdict"], entry["outcome"], entry["reviewer"]) == ("accept", "fixed", server.credentials.username)
+    assert len(entry["changes"]) == 1 and entry["changes"][0].startswith(f"step {step} box moved (IoU ")
+    assert [e["example"] for e in report["accepted_with_edits"]] == [ex.id] and s2.fixed == 1
 
 
 def test_review_flows(server, release, pushed, prefect_harness, tmp_path):
@@ -286,6 +400,9 @@ def test_longv_review_round_trip(server, longv_release, tmp_path):
     ])
     p = pull(longv_release, client, tmp_path / "reviewed")
     assert (p.accepted, p.fixed, p.rejected, p.open) == (0, 1, 1, 0) and p.reconciles
+    log = {e["example"]: e for e in p.changelog}
+    assert (log[fixed_id]["outcome"], log[fixed_id]["changes"], log[fixed_id]["reviewer"]) == ("fixed", ["foreground"], server.credentials.username)
+    assert (log[rejected_id]["outcome"], log[rejected_id]["comment"]) == ("rejected", "the cast is mislabelled")
     out = tmp_path / "reviewed"
     (after,) = read_items(out)
     assert after.id == fixed_id and after.foreground == edited and after.review.status == "fixed"
