@@ -89,6 +89,7 @@ class BuildConfig(BuildConfigBase):
     model_max_tokens: m.MaxTokens = 256
     model_temperature: m.Temperature = 0.0
     model_cache: m.CachePath = None
+    image_storage: Literal["bytes", "reference"] = Field("bytes", description="bytes: every image stored in the Parquet shards; reference: only its path relative to the source folder, which the card names (for very large sources; load with pipeline.release.arrow.with_image_root)")
     runner: Runner = Field("threads", description="where shard tasks run: threads or processes on this machine, a Dask cluster (local, or dask_address), Ray (uv sync --extra ray); the bytes do not depend on it")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:8786) or Ray cluster (ray://HOST:10001); none: a local cluster of `workers` processes")
     workers: int = Field(2, ge=1, description="threads, processes or local cluster workers")

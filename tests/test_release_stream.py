@@ -12,12 +12,14 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from pathlib import Path
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from core.schema import SPLITS, Example, Rejection
 from core.shards import write_atomically
@@ -174,6 +176,37 @@ def test_row_groups_and_shards_cut_between_images_keep_every_row(built, tmp_path
     assert sum(groups) >= 2 * len(groups) and max(groups) >= 4
     for name in ("mmgcot", "llava"):
         assert file_digests(many / name) == file_digests(one / name)
+
+
+def test_release_by_reference_loads_its_images_from_the_root_the_card_names(built, tmp_path, monkeypatch):
+    cfg, ing, results = built
+    out = tmp_path / "ref" / "gcot"
+    s = steps.release(cfg.model_copy(update={"out": str(out), "image_storage": "reference"}), ing, results)
+    root = Path(ing.source_root).resolve()
+    card = (out / "README.md").read_text()
+    assert f"`{root}`" in card and "with_image_root" in card
+    assert "image_storage: reference" in (out / "config.yaml").read_text()
+    table = pa.concat_tables(pq.read_table(f) for f in sorted((out / "data").glob("*.parquet")))
+    images = table.column("image").to_pylist()
+    assert all(im["bytes"] is None and not Path(im["path"]).is_absolute() for im in images)
+    assert sum(f.stat().st_size for f in (out / "data").glob("*.parquet")) < 0.1 * sum((root / im["path"]).stat().st_size for im in images)
+
+    ds = datasets.load_dataset(str(out), split="train")
+    with pytest.raises(FileNotFoundError):  # the paths are relative: without the root they do not open
+        ds[0]["image"]
+    ds = arrow.with_image_root(ds, root)
+    assert len(ds) == s["per_split"]["train"]
+    for row in ds.select(range(0, len(ds), 9)):
+        with Image.open(root / row["img"].removeprefix("vg/")) as im:
+            assert row["image"].tobytes() == im.tobytes()
+    assert set(arrow.read_images(sorted((out / "data").glob("*.parquet")), root)) == {im for im in table.column("img").to_pylist()}
+
+    # the card's own snippet, run from elsewhere: the root it names is all it needs
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace(f'load_dataset("{out.name}"', f'load_dataset("{out}"')
+    scope: dict = {}
+    monkeypatch.chdir(tmp_path)
+    exec(snippet, scope)
+    assert isinstance(scope["row"]["image"], Image.Image) and scope["row"]["image"].size == (scope["row"]["width"], scope["row"]["height"])
 
 
 def test_a_split_that_comes_back_is_an_error(tmp_path):

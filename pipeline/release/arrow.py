@@ -7,6 +7,9 @@ index. ``datasets.load_dataset(RELEASE_DIR, split=...)`` still gives every row i
 (`datasets` itself writes image columns PLAIN, for the Hub's chunk-level dedupe, so the writer here
 calls pyarrow with the features' schema.) A shard is written one row group at a time, so the writer
 holds one row group, never a split.
+
+A release by reference stores ``{"bytes": None, "path": <relative path>}``: ``with_image_root``
+makes such a dataset load its images from the folder the paths are relative to.
 """
 
 from __future__ import annotations
@@ -73,11 +76,16 @@ FEATURES = Features(
 )
 
 
-def to_row(ex: Example, image_bytes: bytes | None, mmgcot_id: int) -> dict:
+def to_row(ex: Example, image_bytes: bytes | None, mmgcot_id: int, image_path: str | None = None) -> dict:
+    """``image_path`` without bytes: the image by reference (a path relative to the release's image root)."""
+    if image_bytes is not None:
+        image = {"bytes": image_bytes, "path": ex.image}
+    else:
+        image = {"bytes": None, "path": image_path} if image_path is not None else None
     return {
         "id": ex.id,
         "mmgcot_id": mmgcot_id,
-        "image": {"bytes": image_bytes, "path": ex.image} if image_bytes is not None else None,
+        "image": image,
         "image_id": ex.image_id,
         "img": ex.image,
         "width": ex.width,
@@ -154,6 +162,7 @@ class SplitWriter:
     share a row group and its dictionary page stores the image once. A shard under both row-group
     limits is one row group, byte for byte the file written whole. Only the open row group is held,
     its images read when it is written; shards get their ``-of-0000n`` names on ``close()``.
+    ``image_ref`` (the release by reference) stores each image as a relative path, no bytes.
     """
 
     def __init__(
@@ -162,9 +171,10 @@ class SplitWriter:
         split: str,
         load_image: Callable[[Example], bytes | None],
         image_size: Callable[[Example], int],
+        image_ref: Callable[[Example], str] | None = None,
     ):
         self.data_dir, self.split = Path(data_dir), split
-        self.load_image, self.image_size = load_image, image_size
+        self.load_image, self.image_size, self.image_ref = load_image, image_size, image_ref
         self._parts: list[Path] = []  # shards so far, under temporary names
         self._writer: pq.ParquetWriter | None = None
         self._group: list[tuple[Example, int]] = []
@@ -189,6 +199,9 @@ class SplitWriter:
         images: dict[str, bytes | None] = {}
         rows = []
         for ex, i in self._group:
+            if self.image_ref is not None:
+                rows.append(to_row(ex, None, i, image_path=self.image_ref(ex)))
+                continue
             if ex.image not in images:
                 images[ex.image] = self.load_image(ex)
             rows.append(to_row(ex, images[ex.image], i))
@@ -224,15 +237,35 @@ class SplitWriter:
         return final
 
 
-def read_images(paths: Iterable[str | Path]) -> dict[str, bytes]:
-    """img path -> image bytes, once per distinct image, from Parquet shards."""
+def read_images(paths: Iterable[str | Path], image_root: str | Path | None = None) -> dict[str, bytes]:
+    """img path -> image bytes, once per distinct image, from Parquet shards; an image stored by
+    reference is read from ``image_root`` (the root the release's card names) when it is given."""
     out: dict[str, bytes] = {}
     for f in paths:
         t = pq.read_table(f, columns=["img", "image"])
         for img, image in zip(t.column("img").to_pylist(), t.column("image").to_pylist()):
-            if image and image.get("bytes") and img not in out:
+            if img in out or not image:
+                continue
+            if image.get("bytes"):
                 out[img] = image["bytes"]
+            elif image_root is not None and image.get("path"):
+                out[img] = (Path(image_root) / image["path"]).read_bytes()
     return out
+
+
+def with_image_root(ds: datasets.Dataset, image_root: str | Path) -> datasets.Dataset:
+    """A dataset of a release by reference whose images load from ``image_root`` (the card names it);
+    rows that carry bytes keep them."""
+    root = str(Path(image_root).resolve())
+
+    def resolve(image: dict | None) -> dict | None:
+        if image is None or image["bytes"] is not None or not image["path"]:
+            return image
+        return {"bytes": None, "path": f"{root}/{image['path']}"}
+
+    ds = ds.cast_column("image", Image(decode=False))
+    ds = ds.map(lambda row: {"image": resolve(row["image"])}, desc="image paths")
+    return ds.cast_column("image", Image())
 
 
 def read_examples(paths: Iterable[str | Path]) -> list[Example]:

@@ -21,7 +21,7 @@ memory depends on a row group, not on the source. Images are read when their row
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,12 +59,16 @@ class SourceImages:
     def read(self, ex: Example) -> bytes:
         return self.file(ex.image).read_bytes()
 
+    def relative(self, ex: Example) -> str:
+        """The image's path relative to the source folder (a release by reference stores it)."""
+        return self.file(ex.image).relative_to(self.root).as_posix()
+
 
 class SplitFormats:
     """``data/``, ``llava/`` and ``mmgcot/``, fed example by example, each split's examples together."""
 
-    def __init__(self, tmp: Path, load_image, image_size):
-        self.tmp, self.load_image, self.image_size = tmp, load_image, image_size
+    def __init__(self, tmp: Path, load_image, image_size, image_ref: Callable[[Example], str] | None = None):
+        self.tmp, self.load_image, self.image_size, self.image_ref = tmp, load_image, image_size, image_ref
         (tmp / "data").mkdir()
         (tmp / "llava").mkdir()
         self.mmgcot = mmgcot.DirWriter(tmp / "mmgcot")
@@ -81,7 +85,7 @@ class SplitFormats:
                 raise ValueError(f"example {ex.id}: the examples of split {ex.split!r} must come together, and it came back after {self.splits[-1]!r}")
             self._close_split()
             self.splits.append(ex.split)
-            self._parquet = arrow.SplitWriter(self.tmp / "data", ex.split, self.load_image, self.image_size)
+            self._parquet = arrow.SplitWriter(self.tmp / "data", ex.split, self.load_image, self.image_size, self.image_ref)
             self._llava = JsonListWriter(self.tmp / "llava" / f"{ex.split}.json")
         self._parquet.add(ex, mmgcot.mmgcot_id(ex, fallback_id))
         for row in llava.conversations(ex):
@@ -146,15 +150,16 @@ def write_release(
     examples: Iterable[Example], rejections: Iterable[Rejection], candidates: int, cfg, ingest, spill_dir: Path, models: dict | None = None
 ) -> dict:
     """build-gcot's release from ``examples`` in release order (MM-GCoT ids set) and every rejection,
-    streamed; images come from the source folder. ``spill_dir`` takes the review queue's sorted runs;
-    ``models``: the run's model-stage summary (`pipeline.models.usage`), when a stage ran.
-    Returns the card's numbers."""
+    streamed; images come from the source folder (their bytes, or ``cfg.image_storage == "reference"``:
+    their paths under it). ``spill_dir`` takes the review queue's sorted runs; ``models``: the run's
+    model-stage summary (`pipeline.models.usage`), when a stage ran. Returns the card's numbers."""
     out = Path(cfg.out).resolve()
     images = SourceImages(ingest.source_root, ingest.release_prefix)
+    by_reference = getattr(cfg, "image_storage", "bytes") == "reference"
     done: dict = {}
 
     def fill(tmp: Path) -> None:
-        formats = SplitFormats(tmp, images.read, images.size)
+        formats = SplitFormats(tmp, images.read, images.size, images.relative if by_reference else None)
         stats, review = CardStats(), ReviewQueue(Path(spill_dir))
         for i, ex in enumerate(examples):
             formats.add(ex, i)
@@ -168,6 +173,8 @@ def write_release(
             "config": cfg.stored(),
             **({"models": models} if models else {}),
         }
+        if by_reference:
+            meta["image_root"] = str(Path(ingest.source_root).resolve())
         done["stats"] = finish_release(tmp, out, formats.close(), stats, review.write, rejections, candidates, meta)
         (tmp / "config.yaml").write_text(meta["config"])
 
