@@ -180,13 +180,13 @@ def test_the_runner_nests_images_per_sample(family_models, demo_release):
 
 def test_finetuning_records_its_box_format_for_the_runner(family_models, demo_release, tmp_path):
     """A model fine-tuned with box_format=normalized is read back in MM-GCoT's format, not its family's."""
-    from training.generate import Generator
+    from training.generate import Generator, RunConfig, run
 
     release, _ = demo_release
     r = _finetune("internvl", checkpoint(family_models, "internvl"), release, tmp_path / "run", box_format="normalized", max_steps=1)
-    r.cfg = r.cfg.model_copy(update={"eval_limit": 2})
     r.train()
-    r.evaluate()
-    assert json.loads((tmp_path / "run" / "merged" / "config.json").read_text())["gcot_box_format"] == "xywh-norm"
-    assert Generator(str(tmp_path / "run" / "merged"), "cpu").box_format == "xywh-norm"
-    assert read_results(tmp_path / "run" / "eval" / "gcot.jsonl")[0]["box_format"] == "xywh-norm"
+    merged = r.save_merged()  # what the end-of-run evaluation runs on
+    assert json.loads((merged / "config.json").read_text())["gcot_box_format"] == "xywh-norm"
+    assert Generator(str(merged), "cpu").box_format == "xywh-norm" and Generator(str(checkpoint(family_models, "internvl")), "cpu").box_format == "internvl"
+    path = run(RunConfig(release=str(release), model=str(merged), out=str(tmp_path / "r.jsonl"), limit=2, max_new_tokens=4, max_new_tokens_chain=4))
+    assert [x["box_format"] for x in read_results(path)] == ["xywh-norm"] * 2
