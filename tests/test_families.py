@@ -190,3 +190,19 @@ def test_finetuning_records_its_box_format_for_the_runner(family_models, demo_re
     assert Generator(str(merged), "cpu").box_format == "xywh-norm" and Generator(str(checkpoint(family_models, "internvl")), "cpu").box_format == "internvl"
     path = run(RunConfig(release=str(release), model=str(merged), out=str(tmp_path / "r.jsonl"), limit=2, max_new_tokens=4, max_new_tokens_chain=4))
     assert [x["box_format"] for x in read_results(path)] == ["xywh-norm"] * 2
+
+
+def test_truncation_never_cuts_an_image_or_every_answer_token(family_models, demo_release):
+    release, _ = demo_release
+    _, processor, fam = families.load(checkpoint(family_models, "idefics3"))  # tiled: image tokens spread over the prompt
+    items = [Conversations(release, "train").item(1)]
+    full = encode(fam, processor, items, 4096)
+    first_answer = int((full["labels"][0] != -100).nonzero()[0])
+    cut = encode(fam, processor, items, first_answer + 3)
+    assert cut["input_ids"].shape[1] == first_answer + 3 and int((cut["labels"] != -100).sum()) == 3
+    assert torch.equal(cut["pixel_values"], full["pixel_values"])  # per-image tensors are not per-token: kept whole
+    with pytest.raises(ValueError, match=r"samples \[0\] of the batch have no answer token within max_length"):
+        encode(fam, processor, items, first_answer)
+    last_image = int(torch.isin(full["input_ids"][0], torch.tensor(fam.image_token_ids(processor))).nonzero()[-1])
+    with pytest.raises(ValueError, match=r"samples \[0\] of the batch have image tokens past max_length"):
+        encode(fam, processor, items, last_image)
