@@ -46,9 +46,13 @@ def test_a_batch_keeps_every_tensor_and_labels_only_the_answers(family, family_m
         assert text.strip() == answer  # the answer, and only it (the end-of-turn tokens are special)
     assert (batch["attention_mask"][0] == 0).any() or (batch["attention_mask"][1] == 0).any()  # right padding: a real batch
     assert not batch["attention_mask"][:, 0].eq(0).any()
-    with torch.no_grad():  # the model takes the batch whole
-        out = model(**{k: v for k, v in batch.items() if k != "labels"})
-    assert out.logits.shape[:2] == batch["input_ids"].shape
+    from training.masked_head import masked_lm_loss
+
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():  # the model takes the batch whole; fine-tuning's loss is the model's own on these labels
+        out = model(**inputs, labels=batch["labels"])
+        ours = masked_lm_loss(model.model(**inputs).last_hidden_state, fam.head(model), batch["labels"])
+    assert out.logits.shape[:2] == batch["input_ids"].shape and torch.allclose(ours, out.loss, atol=1e-5), (float(ours), float(out.loss))
     # generation inputs: left padding, one list of images per sample
     gen = fam.generation_inputs(processor, [[user_turn(u)] for _, u, _ in items], [im for im, _, _ in items])
     assert TENSORS[family] - {"token_type_ids"} <= set(gen) and not gen["attention_mask"][:, -1].eq(0).any()
