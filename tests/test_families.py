@@ -46,9 +46,13 @@ def test_a_batch_keeps_every_tensor_and_labels_only_the_answers(family, family_m
         assert text.strip() == answer  # the answer, and only it (the end-of-turn tokens are special)
     assert (batch["attention_mask"][0] == 0).any() or (batch["attention_mask"][1] == 0).any()  # right padding: a real batch
     assert not batch["attention_mask"][:, 0].eq(0).any()
-    with torch.no_grad():  # the model takes the batch whole
-        out = model(**{k: v for k, v in batch.items() if k != "labels"})
-    assert out.logits.shape[:2] == batch["input_ids"].shape
+    from training.masked_head import masked_lm_loss
+
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():  # the model takes the batch whole; fine-tuning's loss is the model's own on these labels
+        out = model(**inputs, labels=batch["labels"])
+        ours = masked_lm_loss(model.model(**inputs).last_hidden_state, fam.head(model), batch["labels"])
+    assert out.logits.shape[:2] == batch["input_ids"].shape and torch.allclose(ours, out.loss, atol=1e-5), (float(ours), float(out.loss))
     # generation inputs: left padding, one list of images per sample
     gen = fam.generation_inputs(processor, [[user_turn(u)] for _, u, _ in items], [im for im, _, _ in items])
     assert TENSORS[family] - {"token_type_ids"} <= set(gen) and not gen["attention_mask"][:, -1].eq(0).any()
@@ -180,13 +184,29 @@ def test_the_runner_nests_images_per_sample(family_models, demo_release):
 
 def test_finetuning_records_its_box_format_for_the_runner(family_models, demo_release, tmp_path):
     """A model fine-tuned with box_format=normalized is read back in MM-GCoT's format, not its family's."""
-    from training.generate import Generator
+    from training.generate import Generator, RunConfig, run
 
     release, _ = demo_release
     r = _finetune("internvl", checkpoint(family_models, "internvl"), release, tmp_path / "run", box_format="normalized", max_steps=1)
-    r.cfg = r.cfg.model_copy(update={"eval_limit": 2})
     r.train()
-    r.evaluate()
-    assert json.loads((tmp_path / "run" / "merged" / "config.json").read_text())["gcot_box_format"] == "xywh-norm"
-    assert Generator(str(tmp_path / "run" / "merged"), "cpu").box_format == "xywh-norm"
-    assert read_results(tmp_path / "run" / "eval" / "gcot.jsonl")[0]["box_format"] == "xywh-norm"
+    merged = r.save_merged()  # what the end-of-run evaluation runs on
+    assert json.loads((merged / "config.json").read_text())["gcot_box_format"] == "xywh-norm"
+    assert Generator(str(merged), "cpu").box_format == "xywh-norm" and Generator(str(checkpoint(family_models, "internvl")), "cpu").box_format == "internvl"
+    path = run(RunConfig(release=str(release), model=str(merged), out=str(tmp_path / "r.jsonl"), limit=2, max_new_tokens=4, max_new_tokens_chain=4))
+    assert [x["box_format"] for x in read_results(path)] == ["xywh-norm"] * 2
+
+
+def test_truncation_never_cuts_an_image_or_every_answer_token(family_models, demo_release):
+    release, _ = demo_release
+    _, processor, fam = families.load(checkpoint(family_models, "idefics3"))  # tiled: image tokens spread over the prompt
+    items = [Conversations(release, "train").item(1)]
+    full = encode(fam, processor, items, 4096)
+    first_answer = int((full["labels"][0] != -100).nonzero()[0])
+    cut = encode(fam, processor, items, first_answer + 3)
+    assert cut["input_ids"].shape[1] == first_answer + 3 and int((cut["labels"] != -100).sum()) == 3
+    assert torch.equal(cut["pixel_values"], full["pixel_values"])  # per-image tensors are not per-token: kept whole
+    with pytest.raises(ValueError, match=r"samples \[0\] of the batch have no answer token within max_length"):
+        encode(fam, processor, items, first_answer)
+    last_image = int(torch.isin(full["input_ids"][0], torch.tensor(fam.image_token_ids(processor))).nonzero()[-1])
+    with pytest.raises(ValueError, match=r"samples \[0\] of the batch have image tokens past max_length"):
+        encode(fam, processor, items, last_image)

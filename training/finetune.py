@@ -343,6 +343,16 @@ class Recipe:
         fig.savefig(self.out / "loss.png", dpi=100, metadata={"Software": None})
         plt.close(fig)
 
+    def save_merged(self) -> Path:
+        """The base with the LoRA merged in, as a plain checkpoint (``merged/``), recording the box format the
+        targets were written in (the runner reads the model's boxes back in it)."""
+        merged = self.out / "merged"
+        model = self.model.merge_and_unload()
+        model.config.gcot_box_format = self.box_format
+        model.save_pretrained(merged)
+        self.processor.save_pretrained(merged)  # with the family's chat template where the checkpoint had none
+        return merged
+
     def evaluate(self) -> dict | None:
         """Merge the adapter, run the test split in the GCoT protocols, write the reports (rank 0)."""
         if not self.cfg.eval_limit or not self.dist.main:
@@ -351,11 +361,7 @@ class Recipe:
         from pipeline.evaluation.results import read_results
         from training.generate import RunConfig, run
 
-        merged = self.out / "merged"
-        model = self.model.merge_and_unload()
-        model.config.gcot_box_format = self.box_format  # how the targets wrote boxes: the runner reads them back so
-        model.save_pretrained(merged)
-        self.processor.save_pretrained(merged)  # with the family's chat template where the checkpoint had none
+        merged = self.save_merged()
         reports = {}
         for protocol in ("answer-first", "gcot"):
             path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), protocol=protocol,

@@ -1,4 +1,4 @@
-"""Efficiency-method stages for LLaVA-style models (see ../../README.md, "Efficiency stages and kernels").
+"""Efficiency-method stages for the models of every family (`training.families`; see ../../README.md, "Efficiency stages and kernels").
 
 `spans` (per-sample vision/text spans), `layer_loop` (the decoder layer loop that drops tokens), `flops`,
 `data` (release batches and the fine-tuned model), and one module per method: `fitprune`, `gprune`,

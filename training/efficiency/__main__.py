@@ -1,4 +1,4 @@
-"""Efficiency stages on a fine-tuned LLaVA-style model: fit the method, then measure it against the
+"""Efficiency stages on a fine-tuned model of any family: fit the method, then measure it against the
 unchanged model (decoder FLOPs, CPU latency, next-token agreement on the answer tokens).
 
     python -m training.efficiency fitprune --config training/configs/efficiency/fitprune.yaml

@@ -206,10 +206,6 @@ class Family:
         """RoPE positions [B, T] of a right- or left-padded batch: real tokens count from ``position_offset``."""
         return (valid.long().cumsum(1) - 1).clamp(min=0) + self.position_offset
 
-    def vision_mask(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        """[B, T] bool: the tokens that carry image features."""
-        return batch["input_ids"] == model.config.image_token_id
-
     def blocks(self, batch: dict) -> torch.Tensor:
         """[B, T] long bidirectional block ids (-1: causal only); none by default."""
         return torch.full_like(batch["input_ids"], -1)
