@@ -337,6 +337,10 @@ def test_browser_flagged_task_accept_hotkey_then_pull_lists_the_change(server, r
         page.keyboard.press("u")  # unselect the box, then the verdict by its key
         page.keyboard.press("a")
         assert page.locator("input[type=radio]").evaluate_all("els => els.map(e => e.checked)") == [True, False, False]
+        bar = page.locator("button[aria-label='Submit current annotation']").bounding_box()["y"]
+        for control in page.locator("input[type=radio]").all() + [page.locator("[placeholder^=comment]").first]:  # no scrolling at 1366x768
+            box = control.bounding_box()
+            assert box and 0 <= box["y"] and box["y"] + box["height"] <= bar, (box, bar)
         page.screenshot(path=str(shots / "label_studio_task.png"))
         page.click("button[aria-label='Submit current annotation']")
         page.wait_for_function(f"() => !document.body.innerText.includes({flag_reason(ex)!r})", timeout=60_000)  # the stream moved on
