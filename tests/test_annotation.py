@@ -402,7 +402,12 @@ def test_longv_review_round_trip(server, longv_release, tmp_path):
         verdict("reject", "video"),
         comment("the cast is mislabelled", "video"),
     ])
+    import httpx  # a draft Label Studio saved and nobody submitted: listed, never applied
+
+    drafted = [r if r["from_name"] != "style" else {**r, "value": {"text": ['"A draft nobody sent."']}} for r in prediction(tasks[rejected_id])]
+    httpx.post(f"{server.url}/api/tasks/{tasks[rejected_id].id}/drafts", json={"result": drafted}, headers={"Authorization": f"Token {server.credentials.token}"}).raise_for_status()
     p = pull(longv_release, client, tmp_path / "reviewed")
+    assert [(d["example"], d["changes"]) for d in p.drafts] == [(rejected_id, ["style"])]
     assert (p.accepted, p.fixed, p.rejected, p.open) == (0, 1, 1, 0) and p.reconciles
     log = {e["example"]: e for e in p.changelog}
     assert (log[fixed_id]["outcome"], log[fixed_id]["changes"], log[fixed_id]["reviewer"]) == ("fixed", ["foreground"], server.credentials.username)
