@@ -69,7 +69,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from gcot.flows.runners import LOCAL_CLUSTER
-    from gcot.flows.serve import start_server
+    from gcot.flows.serve import start_server, stop_server
     from pipeline.sources.synthetic import write_synthetic_vg
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -106,8 +106,7 @@ def main() -> None:
             for cluster in clusters.values():
                 cluster.close()
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
 
     same = tree_digest(out / "workers-1" / "gcot") == tree_digest(out / "workers-2" / "gcot")
     shards = -(-a.images // a.shard_size)

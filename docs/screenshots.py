@@ -82,7 +82,7 @@ def label_studio_shots(browser, release: Path) -> None:
 
 
 def prefect_shot(browser) -> None:
-    from gcot.flows.serve import start_server
+    from gcot.flows.serve import start_server, stop_server
     from tests.ports import free_port
 
     port = free_port()
@@ -104,8 +104,7 @@ def prefect_shot(browser) -> None:
             save_png(page.screenshot(), DOCS / "prefect-run-1600x1000.png")
         page.close()
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
 
 
 def main() -> None:

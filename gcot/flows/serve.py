@@ -47,6 +47,16 @@ def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | N
     raise TimeoutError(f"prefect server at {api} not healthy after {wait_s:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server from `start_server`, once this process's run logs have reached it (Prefect sends
+    them in batches; a server gone first makes the last batch an "Error logging to API" at exit)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 def serve_local(host: str, port: int, name: str, start_server_too: bool = True, start_server: bool | None = None) -> int:
     start = start_server_too if start_server is None else start_server
     api = os.environ.get("PREFECT_API_URL") if not start else f"http://{host}:{port}/api"
