@@ -14,10 +14,21 @@ import copy
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from annotation.configs import longv_review_config
-from annotation.project import PUSH_BATCH, PullSummary, PushSummary, open_tasks, push_tasks, read_reviews, served_folder, settle
+from annotation.project import (
+    PUSH_BATCH,
+    PullSummary,
+    PushSummary,
+    open_tasks,
+    push_tasks,
+    read_drafts,
+    read_reviews,
+    served_folder,
+    settle,
+)
 from annotation.tasks import MalformedAnnotation, result_of, texts_of, verdict_of
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import write_atomically
@@ -103,8 +114,10 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
         if task is None:
             kept.append(item)
             continue
-        reviews = read_reviews(task, users, lambda ann, item=item: read_review(item, ann), MalformedAnnotation, summary)
-        new, rejection = settle(item, reviews, summary, lambda r: r.item, prompts.prompt_failures)
+        read = partial(read_review, item)
+        reviews = read_reviews(task, users, read, MalformedAnnotation, summary)
+        read_drafts(task, users, read, MalformedAnnotation, summary)
+        new, rejection = settle(item, reviews, summary, lambda r: r.item, prompts.prompt_failures, task=task["id"])
         if new is not None:
             kept.append(new)
         if rejection is not None:

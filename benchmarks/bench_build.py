@@ -68,7 +68,7 @@ def main() -> None:
     s = run_plain(cfg)
     plain_s = time.perf_counter() - t
 
-    from gcot.flows.serve import start_server
+    from gcot.flows.serve import start_server, stop_server
 
     port = free_port()
     server = start_server("127.0.0.1", port)
@@ -84,8 +84,7 @@ def main() -> None:
         build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work)))
         cached_s = time.perf_counter() - t
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
 
     same = tree_digest(out / "plain" / "gcot") == tree_digest(out / "flow" / "gcot")
     n = s["examples"]

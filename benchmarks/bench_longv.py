@@ -59,7 +59,7 @@ def main() -> None:
     item, _ = analyse(video, "00001", cfg, detector)
     analysis_s = time.perf_counter() - t
 
-    from gcot.flows.serve import start_server
+    from gcot.flows.serve import start_server, stop_server
 
     port = free_port()
     server = start_server("127.0.0.1", port)
@@ -72,8 +72,7 @@ def main() -> None:
         s = build_longv_eval(cfg)
         flow_s = time.perf_counter() - t
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
     d = info.frames / info.fps
     print(f"\nbuild-longv-eval on one {d:.0f} s {info.width}x{info.height} video, {os.cpu_count()} CPU cores, detection every {a.stride} frames")
     print(f"  clips {len(item.clips)}, subjects {len(item.subjects)}, camera {item.camera!r}; released videos {s['videos']}")

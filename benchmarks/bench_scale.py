@@ -48,7 +48,7 @@ def _phases(flow_run_id) -> dict[str, float]:
         runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     spans: dict[str, list] = {}
     for r in runs:
-        name = r.name.rsplit("-", 1)[0]
+        name = r.task_key.rsplit("-", 1)[0]  # the task's function ("build_shard-1f2e..."): run names say the shard
         if r.start_time and r.end_time:
             lo, hi = spans.get(name, (r.start_time, r.end_time))
             spans[name] = (min(lo, r.start_time), max(hi, r.end_time))
@@ -69,7 +69,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from gcot.flows.runners import LOCAL_CLUSTER
-    from gcot.flows.serve import start_server
+    from gcot.flows.serve import start_server, stop_server
     from pipeline.sources.synthetic import write_synthetic_vg
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -106,8 +106,7 @@ def main() -> None:
             for cluster in clusters.values():
                 cluster.close()
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
 
     same = tree_digest(out / "workers-1" / "gcot") == tree_digest(out / "workers-2" / "gcot")
     shards = -(-a.images // a.shard_size)

@@ -337,6 +337,10 @@ def test_browser_flagged_task_accept_hotkey_then_pull_lists_the_change(server, r
         page.keyboard.press("u")  # unselect the box, then the verdict by its key
         page.keyboard.press("a")
         assert page.locator("input[type=radio]").evaluate_all("els => els.map(e => e.checked)") == [True, False, False]
+        bar = page.locator("button[aria-label='Submit current annotation']").bounding_box()["y"]
+        for control in page.locator("input[type=radio]").all() + [page.locator("[placeholder^=comment]").first]:  # no scrolling at 1366x768
+            box = control.bounding_box()
+            assert box and 0 <= box["y"] and box["y"] + box["height"] <= bar, (box, bar)
         page.screenshot(path=str(shots / "label_studio_task.png"))
         page.click("button[aria-label='Submit current annotation']")
         page.wait_for_function(f"() => !document.body.innerText.includes({flag_reason(ex)!r})", timeout=60_000)  # the stream moved on
@@ -398,7 +402,12 @@ def test_longv_review_round_trip(server, longv_release, tmp_path):
         verdict("reject", "video"),
         comment("the cast is mislabelled", "video"),
     ])
+    import httpx  # a draft Label Studio saved and nobody submitted: listed, never applied
+
+    drafted = [r if r["from_name"] != "style" else {**r, "value": {"text": ['"A draft nobody sent."']}} for r in prediction(tasks[rejected_id])]
+    httpx.post(f"{server.url}/api/tasks/{tasks[rejected_id].id}/drafts", json={"result": drafted}, headers={"Authorization": f"Token {server.credentials.token}"}).raise_for_status()
     p = pull(longv_release, client, tmp_path / "reviewed")
+    assert [(d["example"], d["changes"]) for d in p.drafts] == [(rejected_id, ["style"])]
     assert (p.accepted, p.fixed, p.rejected, p.open) == (0, 1, 1, 0) and p.reconciles
     log = {e["example"]: e for e in p.changelog}
     assert (log[fixed_id]["outcome"], log[fixed_id]["changes"], log[fixed_id]["reviewer"]) == ("fixed", ["foreground"], server.credentials.username)

@@ -38,3 +38,47 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
     assert again["examples"] == s["examples"]
     assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")
+
+
+def test_a_long_steps_bars_reach_the_run_log_and_its_progress(prefect_harness, monkeypatch):
+    """While a step runs in the flow, its tqdm bars are logged through the run logger and move the
+    progress artifact (a bar without a total is logged only); collected futures log as they finish."""
+    import time
+
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+    from tqdm import tqdm
+
+    from gcot.flows import progress
+
+    monkeypatch.setattr(progress, "RELAY_SECONDS", 0.2)  # the relay's period, shortened for the test
+    seen = []
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def long_step() -> list:
+        p = progress.RunProgress("relay-check", "relay check", {"render": 50.0, "work": 100.0})
+        with p.relay_bars("render"):
+            for _ in tqdm(range(8), desc="render things", unit="thing"):
+                time.sleep(0.15)
+                seen.append(p.percent)
+            for _ in tqdm(iter(range(3)), desc="read things", unit="rec"):
+                time.sleep(0.3)
+        out = p.collect([double.submit(i) for i in range(3)], "work", lambda i, r: f"item {i} of 3 done: {r}")
+        return [out, p.percent]
+
+    state = long_step(return_state=True)
+    out, percent = state.result()
+    APILogWorker.drain_all(timeout=10)  # the run's logs reach the API in batches
+    with get_client(sync_client=True) as c:
+        logs = [line.message for line in c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))]
+    assert out == [0, 2, 4] and percent == 100.0
+    assert any(m.startswith("render things: ") and m.endswith(" of 8 thing") for m in logs), logs
+    assert any(m.startswith("read things: ") and m.endswith(" rec") for m in logs), logs  # no total: logged as a count
+    assert sorted(m for m in logs if m.startswith("item ")) == [f"item {i} of 3 done: {2 * (i - 1)}" for i in (1, 2, 3)]
+    assert 0 < max(seen) <= 50.0  # the render phase moved while it ran, within its share

@@ -94,3 +94,12 @@ def test_changes_say_what_moved_and_what_was_rewritten(examples):
     assert r.changes == [Change("text", n, before=text_with_placeholder(ex.grounded_steps[-1].text), after="The gadget is at [box]"),
                          Change("answer", before=ex.answer, after="Plum")]
     assert r.changed == [f"step {n} text", "answer"]
+
+
+def test_the_pull_command_prints_counts_and_the_report_keeps_the_lists():
+    from annotation.project import PullSummary
+
+    s = PullSummary("out", pushed=2, accepted=1, open=1, changelog=[{"example": "a"}], accepted_with_edits=[], drafts=[{"example": "b"}, {"example": "c"}])
+    assert s.report()["changelog"] == [{"example": "a"}] and s.report()["reconciles"]
+    assert {k: s.counts()[k] for k in ("changelog", "accepted_with_edits", "drafts", "accepted", "reconciles")} == {
+        "changelog": 1, "accepted_with_edits": 0, "drafts": 2, "accepted": 1, "reconciles": True}

@@ -30,11 +30,12 @@ LOG_STREAM = {"PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true", "PREFECT_SERVER_
 def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `prefect server start` and return once it answers /api/health (``env``: the server's
     environment, e.g. PREFECT_API_DATABASE_CONNECTION_URL for PostgreSQL; default this process's).
-    Run logs are streamed out, so that `--watch` prints them."""
+    Run logs are streamed out, so that `--watch` prints them; the UI is told its API's port (it
+    would assume 4200)."""
     api = f"http://{host}:{port}/api"
     exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={"PREFECT_UI_ENABLED": "true", **LOG_STREAM, **(env if env is not None else os.environ)})
+    proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={"PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api, **LOG_STREAM, **(env if env is not None else os.environ)})
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -44,6 +45,16 @@ def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | N
         time.sleep(0.5)
     proc.terminate()
     raise TimeoutError(f"prefect server at {api} not healthy after {wait_s:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server from `start_server`, once this process's run logs have reached it (Prefect sends
+    them in batches; a server gone first makes the last batch an "Error logging to API" at exit)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 def serve_local(host: str, port: int, name: str, start_server_too: bool = True, start_server: bool | None = None) -> int:
