@@ -30,9 +30,10 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
-    def to_yaml(self, header: str | None = None, **replace: Any) -> str:
-        """The resolved config as YAML (field order as declared), ``replace`` applied, after a ``# header``."""
-        return yaml_text({**self.model_dump(mode="json"), **replace}, header)
+    def to_yaml(self, header: str | None = None, exclude: tuple[str, ...] = (), **replace: Any) -> str:
+        """The resolved config as YAML (field order as declared) without the ``exclude`` fields, ``replace``
+        applied, after a ``# header``."""
+        return yaml_text({**self.model_dump(mode="json", exclude=set(exclude)), **replace}, header)
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path, **overrides: Any) -> C:

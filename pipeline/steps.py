@@ -18,6 +18,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from core.config import PLACEMENT, Config, Runner, yaml_text
+from core.guard import OutputGuard
 from core.schema import SPLITS, Example, Rejection, SceneObject
 from core.shards import code_digest, load_scene_graphs, write_text_atomic
 from pipeline.chains.relations import build_relation_graph
@@ -50,6 +51,7 @@ class BuildConfig(Config):
     images: int = Field(300, ge=0, description="synthetic: scenes to render; vg/coco: read at most this many images, 0 for all")
     seed: int = Field(0, description="seed of scenes, chains and splits; same inputs and seed, same bytes")
     out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/gcot-<time>, never an existing release")
+    overwrite: bool = Field(False, description="replace the release already at --out (only one this tool wrote: a folder it did not write, or one that is, holds or lies inside an input, is never replaced)")
     work_dir: str | None = Field(None, description="rendered scenes, scene-graph shards and finished shards' results; none: <out's parent>/.gcot-work")
     shard_size: int = Field(250, ge=1, description="images per shard: the unit of a Prefect task")
     strict: bool = Field(False, description="stop at the first bad input record instead of recording it in rejections.jsonl and going on")
@@ -71,6 +73,33 @@ class BuildConfig(Config):
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(self.out).resolve().parent / ".gcot-work"
 
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the build reads, as (role, path): the release may not be, hold or lie inside any of them."""
+        kind, _, path = self.source.partition(":")
+        found: list[tuple[str, Path]] = []
+        if kind in ("vg", "images") and path:
+            found.append((f"the source folder of {self.source}", Path(path)))
+        elif kind == "coco" and path:
+            ann = Path(path)
+            found.append(("the COCO annotation file", ann))
+            split = ann.stem.replace("instances_", "")
+            images = next((c for c in (ann.parent.parent / split, ann.parent / split, ann.parent) if c.is_dir()), None)  # as CocoSource finds them
+            found += [("the COCO images folder", images)] if images and ann.is_file() else []  # no file: the source says so
+        if self.detector and self.detector != "default":
+            found.append(("the detector weights", Path(self.detector)))
+        return found
+
+    def output_guard(self, *more_inputs: tuple[str, str | Path]) -> OutputGuard:
+        """Where the release may go (`core.guard`): ``out``, checked against the inputs."""
+        return OutputGuard(self.out, "GCoT release", [*self.inputs(), *more_inputs], overwrite=self.overwrite)
+
+    def check_output(self) -> None:
+        """Before any work: the release may be written to ``out``, and the work folder lies neither inside
+        an input nor inside ``out``; an `OutputRefused` says why not."""
+        guard = self.output_guard()
+        guard.check()
+        guard.check_work_dir(self.work_path())
+
     def results_dir(self) -> Path:
         return self.work_path() / "shard_results"
 
@@ -85,8 +114,9 @@ class BuildConfig(Config):
 
     def released(self) -> dict:
         """What a release keeps of its config: the folder by its name, and none of the fields that say where
-        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
-        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them) or whether it
+        might replace a release (a stored ``overwrite: true`` would replace one silently on a rebuild)."""
+        data = self.model_dump(mode="json", exclude={"work_dir", "overwrite", *PLACEMENT})
         return {**data, "out": Path(self.out).name}
 
     def stored(self) -> str:
@@ -285,6 +315,7 @@ def summary(examples: list[Example], rejections: list[Rejection], candidates: in
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
     cfg = cfg.with_out()
+    cfg.check_output()
     ing = ingest(cfg)
     detections = [None] * len(ing.shards)
     weights = cfg.detector_weights()

@@ -27,7 +27,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     # Second run: every shard comes from the cache.
     from prefect.client.orchestration import get_client
 
-    build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
+    build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), overwrite=True, **kw))  # replacing a release: --overwrite
     with get_client(sync_client=True) as c:
         runs = c.read_task_runs()
     names = [r.state.name for r in runs if r.name.startswith("build_shard")]
@@ -35,6 +35,8 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
 
     # Results lost (worker's disk wiped): the cache key no longer holds and the shards are rebuilt.
     shutil.rmtree(tmp_path / "w2" / "shard_results")
-    again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
+    again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), overwrite=True, **kw))
     assert again["examples"] == s["examples"]
     assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")
+
+

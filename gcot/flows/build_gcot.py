@@ -56,6 +56,7 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
+    cfg.check_output()  # before any work: where the release goes must not destroy or mix with anything
     seed, rewriter = cfg.seed, cfg.rewriter
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         ing = ingest_source(cfg)

@@ -59,6 +59,7 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    cfg.check_output()  # before any work: where the release goes must not destroy or mix with anything
     with shard_runner(cfg.runner, cfg.dask_address, cfg.workers) as tr:  # first: a bad runner or address fails before any work
         found = discover_videos(cfg)
         out_dir = cfg.results_dir()

@@ -23,6 +23,7 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from core.config import PLACEMENT, Config, Runner, yaml_text
+from core.guard import OutputGuard
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import code_digest
 from pipeline.chains.rewriter import get_rewriter
@@ -54,6 +55,7 @@ class LongVConfig(Config):
     seconds: float = Field(60.0, gt=0, description="synthetic: length of each video in seconds")
     seed: int = Field(0, description="seed of the synthetic videos and the prompts; same inputs and seed, same bytes")
     out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/longv-<time>")
+    overwrite: bool = Field(False, description="replace the release already at --out (only one this tool wrote: a folder it did not write, or one that is, holds or lies inside an input, is never replaced)")
     work_dir: str | None = Field(None, description="rendered videos and per-video results; none: <out's parent>/.gcot-work")
     stride: int = Field(8, ge=1, description="detect and track on every stride-th frame (keyframe selection sees every frame); 8 is 3 a second at 24 fps")
     detector: str = Field("default", description="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights")
@@ -76,7 +78,7 @@ class LongVConfig(Config):
     def released(self) -> dict:
         """What a release keeps of its config: the folder by its name, and none of the fields that say where
         the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
-        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        data = self.model_dump(mode="json", exclude={"work_dir", "overwrite", *PLACEMENT})  # overwrite: never stored, see BuildConfig
         return {**data, "out": Path(self.out).name}
 
     def stored(self) -> str:
@@ -92,6 +94,21 @@ class LongVConfig(Config):
 
     def results_dir(self) -> Path:
         return self.work_path() / "longv_results"
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the build reads, as (role, path): the release may not be, hold or lie inside any of them."""
+        found = [] if self.videos == "synthetic" else [("the videos folder", Path(self.videos))]
+        return found + ([] if self.detector == "default" else [("the detector weights", Path(self.detector))])
+
+    def output_guard(self, *more_inputs: tuple[str, str | Path]) -> OutputGuard:
+        return OutputGuard(self.out, "LongV-EVAL release", [*self.inputs(), *more_inputs], overwrite=self.overwrite)
+
+    def check_output(self) -> None:
+        """Before any work: the release may be written to ``out`` and the work folder is clear of it and
+        of the inputs (`core.guard`)."""
+        guard = self.output_guard()
+        guard.check()
+        guard.check_work_dir(self.work_path())
 
     def weights(self) -> str:
         from pipeline.detect.detector import DEFAULT_WEIGHTS
@@ -151,6 +168,8 @@ def discover(cfg: LongVConfig) -> Discovered:
         folder = Path(cfg.videos)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder of videos")
+        if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+            raise VideoError(folder, "empty_folder", "the folder holds no file: nothing to build a release from (give the folder of your videos)")
     videos, ids, rejections, seen = [], [], [], {}
     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         if path.is_dir():
@@ -265,6 +284,7 @@ def run_plain(cfg: LongVConfig) -> dict:
     from pipeline.longv.release import write_release
 
     cfg = cfg.with_out()
+    cfg.check_output()
     found = discover(cfg)
     out_dir = str(cfg.results_dir())
     Path(out_dir).mkdir(parents=True, exist_ok=True)

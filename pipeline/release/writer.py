@@ -57,7 +57,7 @@ def write_release(examples: list[Example], rejections: list[Rejection], candidat
         fill_release(tmp, out, examples, rejections, candidates, meta, load_image, image_size)
         (tmp / "config.yaml").write_text(meta["config"])
 
-    return write_atomically(out, fill)
+    return write_atomically(out, fill, cfg.output_guard(("the source images", ingest.source_root)))
 
 
 def fill_release(tmp: Path, out: Path, examples, rejections, candidates, meta: dict, load_image, image_size) -> None:
