@@ -69,7 +69,11 @@ def _build(cfg, prefect: bool, flow_fn, plain, errors: tuple) -> dict:
         runners.make_task_runner(cfg.runner, cfg.dask_address, cfg.workers)  # a bad choice or address: one line, before any server starts
         if cfg.out:
             cfg.check_output()  # a refused output: one line, before any server starts
+        from gcot.flows.ephemeral import quiet_user_errors, start_temporary_server
+
         print("runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
+        quiet_user_errors()
+        start_temporary_server()  # stops with this command, even a killed one
         return flow_fn()(cfg)
     except (DetectorError, ValueError, FileNotFoundError, *errors) as e:
         raise CommandFailed(str(e)) from None

@@ -2,12 +2,19 @@
 artifacts published, shards cached across runs and redone when their results are lost."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
+import pytest
 from prefect.artifacts import Artifact
 
 from gcot.flows.build_gcot import build_gcot
+from pipeline.sources.base import SourceError
+from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.steps import BuildConfig, run_plain
+from tests.conftest import REPO
 from tests.digests import file_digests
 
 
@@ -40,3 +47,33 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")
 
 
+
+def broken_vg(tmp_path):
+    vg = write_synthetic_vg(tmp_path / "vg", images=4, seed=3, workers=1)
+    (vg / "VG_100K" / "3.jpg").write_bytes(b"not a jpeg")
+    return vg
+
+
+def test_strict_through_the_flow_stops_once_at_the_record(prefect_harness, tmp_path):
+    """A bad record under --strict is a user error: the task fails once (a retry cannot mend it) and the
+    flow raises it, naming the file and the record."""
+    from prefect.client.orchestration import get_client
+
+    vg = broken_vg(tmp_path)
+    with pytest.raises(SourceError, match=r"VG_100K/3.jpg: record 3: image_corrupt"):
+        build_gcot(BuildConfig(source=f"vg:{vg}", images=0, strict=True, out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w")))
+    with get_client(sync_client=True) as c:
+        (run,) = [r for r in c.read_task_runs() if r.name.startswith("ingest_source") and r.state.is_failed() and str(vg) in str(r.state.message)]
+    assert run.run_count == 1 and not (tmp_path / "rel").exists()
+
+
+@pytest.mark.slow
+def test_strict_through_the_flow_on_the_command_line_is_one_line(tmp_path):
+    vg = broken_vg(tmp_path)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    r = subprocess.run([sys.executable, "-m", "gcot", "build", "--source", f"vg:{vg}", "--images", "0", "--strict", "--out", str(tmp_path / "rel"),
+                        "--work-dir", str(tmp_path / "w")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr
+    assert f"\nerror: {vg / 'VG_100K' / '3.jpg'}: record 3: image_corrupt: " in r.stderr
+    assert "Traceback" not in r.stderr and "Retries are exhausted" not in r.stderr, r.stderr  # once, and no traceback

@@ -17,16 +17,17 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.ephemeral import no_retry_on_user_errors
 from gcot.flows.runners import shard_runner
 from pipeline import steps
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def ingest_source(cfg: steps.BuildConfig) -> steps.IngestResult:
     return steps.ingest(cfg)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str) -> str:
     from pipeline.detect.detections import detect_shard as detect
 
@@ -40,7 +41,7 @@ def build_shard(
     return steps.build_shard(shard, digest, release_prefix, seed, per_type, rewriter, out_dir, code, detections)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult]) -> dict:
     return steps.release(cfg, ingest, results)
 

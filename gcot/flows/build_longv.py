@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.ephemeral import no_retry_on_user_errors
 from gcot.flows.runners import shard_runner
 from pipeline.longv import steps
 from pipeline.longv.release import write_release
@@ -33,17 +34,17 @@ def _detector(cfg: steps.LongVConfig):
     return cache[key]
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def discover_videos(cfg: steps.LongVConfig) -> steps.Discovered:
     return steps.discover(cfg)
 
 
-@task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE, task_run_name="video-{vid}")
+@task(retries=1, retry_delay_seconds=[5], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE, task_run_name="video-{vid}")
 def process_video(path: str, vid: str, cfg: steps.LongVConfig, out_dir: str, code: str) -> steps.VideoResult:
     return steps.process_video(path, vid, cfg, out_dir, code, lambda: _detector(cfg))
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult]) -> dict:
     return write_release(cfg, found, results)
 
