@@ -53,10 +53,10 @@ annotate: venv labelstudio ## Label Studio with the demo release pushed; prints 
 	$(PY) -m gcot review serve --push releases/demo
 
 demo: venv ## build the embedded synthetic default and print where the release went
-	$(PY) -m gcot build --source synthetic --images 300 --seed 7 --out releases/demo
+	$(PY) -m gcot build --source synthetic --images 300 --seed 7 --out releases/demo --overwrite
 
 longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
-	$(PY) -m gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo
+	$(PY) -m gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo --overwrite
 
 test: venv labelstudio chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
@@ -78,10 +78,11 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_efficiency.py
 	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_swap.py
 
 finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
 	@test -d releases/demo || $(MAKE) demo
-	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml
+	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml --overwrite
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
 	$(PY) -m gcot serve

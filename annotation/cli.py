@@ -95,14 +95,19 @@ class PullReview(ServerOptions):
 
     release: str = Field(description="the release folder that was pushed")
     out: str | None = Field(None, description="the reviewed release's folder; none: <release>-reviewed")
+    overwrite: bool = Field(False, description="replace the reviewed release already at --out (only one this tool wrote; never the pulled release or a folder it did not write)")
 
     def run(self) -> int:
-        from annotation.review import pull
+        from annotation.review import pull, pull_guard
+        from core.guard import OutputRefused
 
-        server = self.running()
+        out = self.out or f"{Path(self.release).resolve()}-reviewed"
         try:
-            s = pull(self.release, server.client(), self.out or f"{Path(self.release).resolve()}-reviewed")
-        except (LookupError, FileNotFoundError) as e:
+            guard = pull_guard(self.release, out, self.overwrite, (("Label Studio's data folder", self.data_dir),))
+            guard.check()  # before the server is asked anything
+            server = self.running()
+            s = pull(self.release, server.client(), out, guard=guard)
+        except (LookupError, FileNotFoundError, OutputRefused) as e:
             raise CommandFailed(str(e)) from None
         print(json.dumps(s.counts(), indent=2))  # the per-task changelog is in the release's review_report.json
         return 0

@@ -39,6 +39,7 @@ from annotation.project import (
 )
 from annotation.tasks import MalformedAnnotation, Review, read_annotation, task_for
 from core.boxes import iou
+from core.guard import OutputGuard
 from core.schema import Example, Rejection
 from core.shards import write_atomically
 from pipeline.detect.crosscheck import review_order
@@ -115,7 +116,7 @@ def _reverify(ex: Example) -> list[tuple[str, str]]:
     return fails
 
 
-def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
+def pull(release: Path, client, out: Path, title: str | None = None, guard: OutputGuard | None = None) -> PullSummary:
     examples = _release_examples(release)
     users, tasks, pushed = open_tasks(client, title or project_title(release), {e.id for e in examples})
     summary = PullSummary(str(out), pushed=pushed)
@@ -141,11 +142,11 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             new_rejections.append(rejection)
     ious = agree.pop("box_ious")
     summary.agreement = {**agree, "mean_box_iou": sum(ious) / len(ious) if ious else None, "steps_compared": len(ious)}
-    _write(release, out, kept, new_rejections, summary)
+    _write(release, out, kept, new_rejections, summary, guard)
     return summary
 
 
-def _write(release: Path, out: Path, examples: list[Example], new_rejections: list[Rejection], summary: PullSummary) -> None:
+def _write(release: Path, out: Path, examples: list[Example], new_rejections: list[Rejection], summary: PullSummary, guard: OutputGuard | None = None) -> None:
     old_stats = json.loads((release / "stats.json").read_text())
     old_rej = [Rejection(**json.loads(line)) for line in (release / "rejections.jsonl").read_text().splitlines() if line]
     images = _image_bytes(release)
@@ -168,4 +169,4 @@ def _write(release: Path, out: Path, examples: list[Example], new_rejections: li
         fill_release(tmp, out.resolve(), examples, old_rej + new_rejections, old_stats["candidates"], meta, load_image, image_size)
         (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
-    write_atomically(out, fill)
+    write_atomically(out, fill, guard)

@@ -30,6 +30,7 @@ from annotation.project import (
     settle,
 )
 from annotation.tasks import MalformedAnnotation, result_of, texts_of, verdict_of
+from core.guard import OutputGuard
 from core.schema import EDIT_KINDS, LongVItem, Rejection
 from core.shards import write_atomically
 from pipeline.longv import prompts
@@ -104,7 +105,7 @@ def read_review(item: LongVItem, annotation: dict) -> LongVReview:
     return LongVReview(v.verdict, new, changed)
 
 
-def pull(release: Path, client, out: Path, title: str | None = None) -> PullSummary:
+def pull(release: Path, client, out: Path, title: str | None = None, guard: OutputGuard | None = None) -> PullSummary:
     items = read_items(release)
     users, tasks, pushed = open_tasks(client, title or project_title(release), {i.id for i in items})
     summary = PullSummary(str(out), pushed=pushed)
@@ -122,11 +123,11 @@ def pull(release: Path, client, out: Path, title: str | None = None) -> PullSumm
             kept.append(new)
         if rejection is not None:
             new_rejections.append(rejection)
-    _write(release, out, kept, new_rejections, summary)
+    _write(release, out, kept, new_rejections, summary, guard)
     return summary
 
 
-def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: list[Rejection], summary: PullSummary) -> None:
+def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: list[Rejection], summary: PullSummary, guard: OutputGuard | None = None) -> None:
     import json
 
     old = [Rejection(**json.loads(line)) for line in (release / "rejections.jsonl").read_text().splitlines() if line]
@@ -143,4 +144,4 @@ def _write(release: Path, out: Path, items: list[LongVItem], new_rejections: lis
         fill(tmp, items, sources, keyframes, old + new_rejections, meta)
         (tmp / "review_report.json").write_text(json.dumps(summary.report(), indent=2, sort_keys=True))
 
-    write_atomically(out, _fill)
+    write_atomically(out, _fill, guard)

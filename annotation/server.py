@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.env import REPO
+from core.lifetime import Watchdog, stop_with_this_process
 
 LS_VENV = REPO / ".venv-labelstudio"
 
@@ -69,6 +71,14 @@ def postgres_environment(database_url: str) -> dict[str, str]:
     }
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the server's process group (it leads its own session): whatever it started goes too."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class LabelStudioServer:
     """``database_url``: ``postgresql://...`` for PostgreSQL (the scale-out profile); none: SQLite under data_dir."""
 
@@ -80,6 +90,7 @@ class LabelStudioServer:
         self.url = f"http://{host}:{port}"
         self.credentials = load_credentials(self.data_dir)
         self.proc: subprocess.Popen | None = None
+        self._watchdog: Watchdog | None = None
 
     def healthy(self, timeout: float = 2.0) -> bool:
         try:
@@ -120,10 +131,13 @@ class LabelStudioServer:
             [str(exe), "start", "--no-browser", "--host", self.host, "--port", str(self.port)],
             env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir, start_new_session=True,
         )
+        self._watchdog = stop_with_this_process(self.proc.pid, group=True)  # its own session: stopped as a group
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ReviewServerError(f"Label Studio exited with code {self.proc.returncode}; see {self.data_dir / 'server.log'}")
+                code = self.proc.returncode
+                self.stop()
+                raise ReviewServerError(f"Label Studio exited with code {code}; see {self.data_dir / 'server.log'}")
             if self.healthy():
                 return self
             time.sleep(0.5)
@@ -132,12 +146,15 @@ class LabelStudioServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            _signal_group(self.proc, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
+                _signal_group(self.proc, signal.SIGKILL)
+                self.proc.wait(10)
+        if self._watchdog is not None:
+            self._watchdog.release()
+        self.proc, self._watchdog = None, None
 
     def client(self):
         from label_studio_sdk import LabelStudio

@@ -62,7 +62,7 @@ def main() -> None:
     import shutil
 
     # Same folder name under two parents: the card names its folder, so the bytes can be compared.
-    cfg = BuildConfig(images=a.images, seed=a.seed, out=str(out / "plain" / "gcot"), work_dir=str(work))
+    cfg = BuildConfig(images=a.images, seed=a.seed, out=str(out / "plain" / "gcot"), work_dir=str(work), overwrite=True)  # bench-output is ours to replace
     shutil.rmtree(cfg.results_dir(), ignore_errors=True)  # no finished shards from an earlier run
     t = time.perf_counter()
     s = run_plain(cfg)
@@ -78,10 +78,10 @@ def main() -> None:
 
         shutil.rmtree(cfg.results_dir())  # the flow computes every shard too
         t = time.perf_counter()
-        s2 = build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work)))
+        s2 = build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work), overwrite=True))
         flow_s = time.perf_counter() - t
         t = time.perf_counter()
-        build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work)))
+        build_gcot(BuildConfig(images=a.images, seed=a.seed, out=str(out / "flow" / "gcot"), work_dir=str(work), overwrite=True))
         cached_s = time.perf_counter() - t
     finally:
         stop_server(server)

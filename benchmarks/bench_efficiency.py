@@ -52,12 +52,20 @@ def ensure_release() -> None:
 
 
 def ensure_model(name: str) -> Path:
+    from core.guard import OutputGuard, prepare_run_folder
+    from training.finetune import RUN_FOLDER
+
     run = ROOT / "runs" / name
     if (run / "adapter").is_dir():
         return run
+    if (run / "config.yaml").exists():  # a run cut off before its adapter: start it again (a run of ours only)
+        again = OutputGuard(run, "fine-tuning run", overwrite=True, owned=RUN_FOLDER)
+        prepare_run_folder(again, again.check())
     if name == "tiny-eff" and not (run / "base" / "config.json").exists():
         from training.tiny_llava import TinyLlavaConfig, build, release_texts
 
+        guard = OutputGuard(run, "fine-tuning run", owned=RUN_FOLDER)  # a run folder prepared with its own base model
+        prepare_run_folder(guard, guard.check())
         build(run / "base", release_texts(RELEASE), TinyLlavaConfig(image_size=96, patch_size=12, text_layers=4))
     extra = [] if name == "tiny-cpu" else ["eval_limit=0"]
     if name == "tiny-cpu-long":

@@ -52,7 +52,7 @@ def main() -> None:
     info = probe(video)
     print(f"rendering (excluded): {time.perf_counter() - t:.1f} s; {video.name}: {info.width}x{info.height}, {info.fps:g} fps, {info.frames} frames")
 
-    cfg = LongVConfig(videos=str(root / "videos"), out=str(out / "release"), work_dir=str(out / "work"), stride=a.stride, seed=a.seed)
+    cfg = LongVConfig(videos=str(root / "videos"), out=str(out / "release"), work_dir=str(out / "work"), stride=a.stride, seed=a.seed, overwrite=True)
     detector = Detector(cfg.weights())
     list(detector.results(list(read_frames(video, list(range(16))).values())))  # warm-up: the first batch sets Ultralytics up
     t = time.perf_counter()

@@ -92,12 +92,12 @@ def main() -> None:
             for cluster in clusters.values():
                 with Client(cluster) as client:
                     client.run(_warm)
-            build_gcot(BuildConfig(images=100, seed=a.seed, out=str(out / "warm" / "gcot"), work_dir=str(out / "warm-work"), runner="dask", dask_address=clusters[1].scheduler_address))
+            build_gcot(BuildConfig(images=100, seed=a.seed, out=str(out / "warm" / "gcot"), work_dir=str(out / "warm-work"), overwrite=True, runner="dask", dask_address=clusters[1].scheduler_address))
             for _ in range(a.repeat):
                 for n, cluster in clusters.items():
                     shutil.rmtree(work / "shard_results", ignore_errors=True)  # every shard computed
                     t = time.perf_counter()
-                    state = build_gcot(BuildConfig(images=a.images, seed=a.seed, shard_size=a.shard_size, out=str(out / f"workers-{n}" / "gcot"), work_dir=str(work),
+                    state = build_gcot(BuildConfig(images=a.images, seed=a.seed, shard_size=a.shard_size, out=str(out / f"workers-{n}" / "gcot"), work_dir=str(work), overwrite=True,
                                                    runner="dask", dask_address=cluster.scheduler_address), return_state=True)
                     took = time.perf_counter() - t
                     if took < timings.get(n, float("inf")):

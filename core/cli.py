@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, CliApp, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.config import Config, ConfigError, read_yaml, validated
+from core.lifetime import exit_on_signals
 
 C = TypeVar("C", bound=Config)
 KEY_VALUE = re.compile(r"^([a-z][a-z0-9_]*)=(.*)$", re.S)
@@ -106,7 +107,8 @@ def run(root: type[BaseSettings], argv: list[str] | None = None) -> int:
 
 def _run(model: type[BaseSettings], argv: list[str]) -> int:
     try:
-        CliApp.run(model, cli_args=argv)
+        with exit_on_signals():  # SIGTERM/SIGHUP unwind like Ctrl-C: the servers a command started stop with it
+            CliApp.run(model, cli_args=argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except ValidationError as e:  # a flag's value that its field refuses: one line a field

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.guard import OutputGuard
+
 C = TypeVar("C", bound="Config")
 
 # Where a build's shard tasks run (gcot/flows/runners.py turns the choice into a Prefect task runner).
@@ -30,9 +32,10 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
-    def to_yaml(self, header: str | None = None, **replace: Any) -> str:
-        """The resolved config as YAML (field order as declared), ``replace`` applied, after a ``# header``."""
-        return yaml_text({**self.model_dump(mode="json"), **replace}, header)
+    def to_yaml(self, header: str | None = None, exclude: tuple[str, ...] = (), **replace: Any) -> str:
+        """The resolved config as YAML (field order as declared) without the ``exclude`` fields, ``replace``
+        applied, after a ``# header``."""
+        return yaml_text({**self.model_dump(mode="json", exclude=set(exclude)), **replace}, header)
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path, **overrides: Any) -> C:
@@ -91,12 +94,14 @@ def validated(cls: type[C], values: dict, source: str = "config") -> C:
 
 
 class BuildConfigBase(Config):
-    """What every build's config shares (gcot build, gcot build-longv): ``out``, ``work_dir`` and the
-    placement fields, and what a release keeps of the config. Subclasses set ``PROG`` (the command)
-    and ``OUT_PREFIX`` (the folder name of a run given no ``out``)."""
+    """What every build's config shares (gcot build, gcot build-longv): ``out``, ``overwrite``, ``work_dir``
+    and the placement fields, what a release keeps of the config, and the guard on where it goes.
+    Subclasses set ``PROG`` (the command), ``OUT_PREFIX`` (the folder name of a run given no ``out``) and
+    ``KIND`` (the release's name in the guard's messages), and say their ``inputs()``."""
 
     PROG: ClassVar[str]
     OUT_PREFIX: ClassVar[str]
+    KIND: ClassVar[str]  # what `core.guard` calls the release in its messages and marker
     # Subclasses declare `out: str | None` and `work_dir: str | None` where they belong in their field
     # order (a field declared here would come first in --help, the run form and config.yaml).
 
@@ -114,8 +119,9 @@ class BuildConfigBase(Config):
 
     def released(self) -> dict:
         """What a release keeps of its config: the folder by its name, and none of the fields that say where
-        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them)."""
-        data = self.model_dump(mode="json", exclude={"work_dir", *PLACEMENT})
+        the work ran (work folder, runner, cluster, workers: the bytes do not depend on them) or whether it
+        might replace a release (a stored ``overwrite: true`` would replace one silently on a rebuild)."""
+        data = self.model_dump(mode="json", exclude={"work_dir", "overwrite", *PLACEMENT})
         return {**data, "out": Path(self.out).name}
 
     def stored(self) -> str:
@@ -125,3 +131,18 @@ class BuildConfigBase(Config):
     def release_command(self) -> str:
         """The exact command of what was released (no placement flags)."""
         return type(self)(**self.released()).command_line(self.PROG)
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the build reads, as (role, path): the release may not be, hold or lie inside any of them."""
+        raise NotImplementedError
+
+    def output_guard(self, *more_inputs: tuple[str, str | Path]) -> OutputGuard:
+        """Where the release may go (`core.guard`): ``out``, checked against the inputs."""
+        return OutputGuard(self.out, self.KIND, [*self.inputs(), *more_inputs], overwrite=self.overwrite)
+
+    def check_output(self) -> None:
+        """Before any work: the release may be written to ``out``, and the work folder lies neither inside
+        an input nor inside ``out``; an `OutputRefused` says why not."""
+        guard = self.output_guard()
+        guard.check()
+        guard.check_work_dir(self.work_path())

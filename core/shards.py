@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import threading
-import uuid
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+from core.guard import OutputGuard, write_marker
 from core.schema import SceneGraph
+from core.swap import aside_folder, clean_stale, replace_folder
 
 
 @cache
@@ -47,29 +48,28 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def write_atomically(out: str | Path, fill: Callable[[Path], None], guard: OutputGuard | None = None) -> Path:
+    """Call ``fill(tmp)`` on a fresh aside folder beside ``out``, mark it as ours, then swap it into place.
 
-
-def write_atomically(out: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then swap it into place."""
-    out = Path(out).resolve()
+    ``guard`` says whether ``out`` may be written (`core.guard`; default: only a new or empty folder). It is
+    asked before anything is written and again just before the swap; aside folders of earlier runs that died
+    are removed first (`core.swap`). A crash leaves the previous folder at ``out`` as it was."""
+    guard = guard or OutputGuard(out, "folder")
+    if Path(out).expanduser().resolve() != guard.out:
+        raise ValueError(f"write_atomically: {out} is not the guarded {guard.out}")
+    out = guard.out
+    guard.check()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    clean_stale(out)
+    with aside_folder(out) as tmp:
+        try:
+            fill(tmp)
+            write_marker(tmp, guard.kind)
+            guard.check()  # again: the path may have changed while the folder was written
+            replace_folder(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 

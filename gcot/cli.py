@@ -80,7 +80,13 @@ def _build(cfg, prefect: bool, flow_fn, plain, errors: tuple) -> dict:
         if not prefect:
             return plain(cfg)
         runners.make_task_runner(cfg.runner, cfg.dask_address, cfg.workers)  # a bad choice or address: one line, before any server starts
+        if cfg.out:
+            cfg.check_output()  # a refused output: one line, before any server starts
+        from gcot.flows.ephemeral import quiet_user_errors, start_temporary_server
+
         print("runs as a Prefect flow; with no PREFECT_API_URL a temporary local server starts first (--no-prefect skips Prefect).", file=sys.stderr)
+        quiet_user_errors()
+        start_temporary_server()  # stops with this command, even a killed one
         return flow_fn()(cfg)
     except (DetectorError, ValueError, FileNotFoundError, *errors) as e:
         raise CommandFailed(str(e)) from None
@@ -165,15 +171,16 @@ class ConvertCommand(Command):
     input: CliPositionalArg[str] = Field(description="MM-GCoT: a GCoT_dataset_<type>_<split>.json file or a folder of them; arrow: a release folder")
     src: Literal["mmgcot", "arrow"] = Field(alias="from", description="input format")
     dst: Literal["arrow", "llava", "mmgcot", "llamafactory", "trl"] = Field(alias="to", description="output format (llamafactory: ShareGPT JSON + dataset_info.json + images/; trl: messages + images Parquet)")
-    out: str = Field(description="output folder (replaced atomically)")
+    out: str = Field(description="output folder (replaced atomically): a new folder, or one this tool wrote with --overwrite")
+    overwrite: bool = Field(False, description="replace the folder already at --out (only one this tool wrote; never the input or a folder it did not write)")
     images: str | None = Field(None, description="root under which each record's img path is found, to store image bytes in arrow output")
-    strict: bool = Field(False, description="stop at the first malformed record")
+    strict: bool = Field(False, description="stop at the first malformed record or unreadable file (otherwise each is recorded in rejections.jsonl and the rest converted)")
 
     def run(self) -> int:
         from pipeline.convert import convert
 
         try:
-            s = convert(self.input, self.src, self.dst, self.out, images=self.images, strict=self.strict)
+            s = convert(self.input, self.src, self.dst, self.out, images=self.images, strict=self.strict, overwrite=self.overwrite)
         except (ValueError, FileNotFoundError) as e:
             raise CommandFailed(str(e)) from None
         print(json.dumps(s, indent=2))

@@ -36,6 +36,7 @@ from pipeline.models.settings import ModelSettings
 from pipeline.models.usage import StageUsage, merge
 from pipeline.release.spill import SortedSpill
 from pipeline.sources.base import ReadOptions, SourceError, reconcile
+from pipeline.sources.coco import images_folder
 from pipeline.sources.images import MAX_PIXELS, PILLOW_LIMIT
 from pipeline.sources.registry import SYNTHETIC_SCENES, open_source, release_file
 from pipeline.verify import check_splits, verify_batch
@@ -59,6 +60,7 @@ class BuildConfig(BuildConfigBase):
 
     PROG: ClassVar[str] = "gcot build"
     OUT_PREFIX: ClassVar[str] = "gcot"
+    KIND: ClassVar[str] = "GCoT release"
 
     source: str = Field("synthetic", description="synthetic (the embedded default: rendered scenes), vg:PATH (a Visual Genome folder), coco:PATH (a COCO instances JSON), images:PATH (unannotated images; the detector drafts the objects)")
     images: int | None = Field(None, ge=0, description=f"synthetic only: scenes to render (none: {SYNTHETIC_SCENES}); other sources are read whole unless --limit")
@@ -68,6 +70,7 @@ class BuildConfig(BuildConfigBase):
     max_image_pixels: int = Field(MAX_PIXELS, ge=1, le=PILLOW_LIMIT, description=f"images with more pixels are rejected (image_too_large) before they are decoded; at most {PILLOW_LIMIT:,}, Pillow's own bound")
     seed: int = Field(0, description="seed of scenes, chains and splits; same inputs and seed, same bytes")
     out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/gcot-<time>, never an existing release")
+    overwrite: bool = Field(False, description="replace the release already at --out (only one this tool wrote: a folder it did not write, or one that is, holds or lies inside an input, is never replaced)")
     work_dir: str | None = Field(None, description="rendered scenes, scene-graph shards and finished shards' results; none: <out's parent>/.gcot-work")
     shard_size: int = Field(250, ge=1, description="images per shard: the unit of a Prefect task")
     strict: bool = Field(False, description="stop at the first bad input record instead of recording it in rejections.jsonl and going on")
@@ -104,6 +107,20 @@ class BuildConfig(BuildConfigBase):
         if self.detector is None and self.source.startswith("images:"):
             return "default"
         return self.detector
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the build reads, as (role, path): the release may not be, hold or lie inside any of them."""
+        kind, _, path = self.source.partition(":")
+        found: list[tuple[str, Path]] = []
+        if kind in ("vg", "images") and path:
+            found.append((f"the source folder of {self.source}", Path(path)))
+        elif kind == "coco" and path:
+            ann = Path(path)
+            found.append(("the COCO annotation file", ann))
+            found += [("the COCO images folder", images_folder(ann))] if ann.is_file() else []  # no file: the source says so
+        if self.detector and self.detector != "default":
+            found.append(("the detector weights", Path(self.detector)))
+        return found
 
     def results_dir(self) -> Path:
         return self.work_path() / "shard_results"
@@ -450,6 +467,7 @@ def summary(stats: dict, out: str) -> dict:
 def run_plain(cfg: BuildConfig) -> dict:
     """The whole build as plain function calls, no Prefect (for tests and the overhead benchmark)."""
     cfg = cfg.with_out()
+    cfg.check_output()
     check_models(cfg)
     ing = ingest(cfg)
     detections = [None] * len(ing.shards)

@@ -5,6 +5,7 @@ are public in DoubtedSteam/MM-GCoT and are not committed here."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import datasets
@@ -63,15 +64,49 @@ def test_to_llava(tmp_path):
     assert len(rows) == 8 and rows[1]["conversations"][1]["value"].endswith("\nFinal Answer: Blue")
 
 
-def test_malformed_records_are_reported_not_fatal(tmp_path, capsys):
+def rejections_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "rejections.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("to", ["mmgcot", "llava", "arrow"])
+def test_malformed_records_are_recorded_in_every_format_not_fatal(tmp_path, capsys, to):
     d = tmp_path / "in"
     d.mkdir()
     good = load_all(FIXTURES / "mmgcot_quirks")["GCoT_dataset_attributes_test.json"]
     (d / "GCoT_dataset_attributes_test.json").write_text(json.dumps([good[0], {"id": 5, "img": "x.jpg"}, good[1]]))
-    s = convert(d, "mmgcot", "mmgcot", tmp_path / "out")
-    assert s["records"] == 2 and s["rejected"] == 1
-    assert main(["convert", str(d), "--from", "mmgcot", "--to", "mmgcot", "--out", str(tmp_path / "o2"), "--strict"]) == 2
-    assert "record #1" in capsys.readouterr().err and "lacks" in (tmp_path / "o2").exists() * "" + "lacks"
+    s = convert(d, "mmgcot", to, tmp_path / "out")
+    assert s["records"] == 2 and s["rejected"] == 1 and s["files_rejected"] == 0
+    (rej,) = rejections_of(tmp_path / "out")
+    assert rej["rule"] == "malformed_record" and rej["id"] == "5" and "lacks question" in rej["detail"]
+    assert rej["file"] == str(d / "GCoT_dataset_attributes_test.json")
+    assert main(["convert", str(d), "--from", "mmgcot", "--to", to, "--out", str(tmp_path / "o2"), "--strict"]) == 2
+    assert "record #1" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("to", ["mmgcot", "llava", "arrow"])
+def test_a_bad_file_in_a_folder_is_recorded_and_the_others_converted(tmp_path, capsys, to):
+    d = tmp_path / "in"
+    shutil.copytree(FIXTURES / "mmgcot_quirks", d)
+    n_good = sum(len(v) for v in load_all(d).values())
     (d / "GCoT_dataset_judge_test.json").write_text("[{ not json")
-    assert main(["convert", str(d), "--from", "mmgcot", "--to", "arrow", "--out", str(tmp_path / "o3")]) == 2
-    assert "GCoT_dataset_judge_test.json: malformed JSON at line 1" in capsys.readouterr().err
+    (d / "GCoT_dataset_objects_val.json").write_text('{"records": []}')  # an object, not a list
+    n_lost = sum(len(v) for k, v in load_all(FIXTURES / "mmgcot_quirks").items() if k == "GCoT_dataset_judge_test.json")
+    assert main(["convert", str(d), "--from", "mmgcot", "--to", to, "--out", str(tmp_path / "o")]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["records"] == n_good - n_lost and s["rejected"] == 0 and s["files_rejected"] == 2
+    rej = {r["id"]: r for r in rejections_of(tmp_path / "o")}
+    assert set(rej) == {"GCoT_dataset_judge_test.json", "GCoT_dataset_objects_val.json"}
+    assert {r["rule"] for r in rej.values()} == {"unreadable_file"} and all(r["file"].startswith(str(d)) for r in rej.values())
+    assert "malformed JSON at line 1" in rej["GCoT_dataset_judge_test.json"]["detail"]
+    assert "expected a JSON list" in rej["GCoT_dataset_objects_val.json"]["detail"]
+    assert main(["convert", str(d), "--from", "mmgcot", "--to", to, "--out", str(tmp_path / "o3"), "--strict"]) == 2
+    assert "GCoT_dataset_judge_test.json: malformed JSON at line 1" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_a_broken_parquet_shard_is_recorded_and_the_others_converted(tmp_path):
+    convert(FIXTURES / "mmgcot_quirks", "mmgcot", "arrow", tmp_path / "arrow")
+    (tmp_path / "arrow" / "data" / "validation-00000-of-00001.parquet").write_bytes(b"PAR1 truncated")
+    s = convert(tmp_path / "arrow", "arrow", "mmgcot", tmp_path / "back")
+    assert s["records"] == 4 and s["files_rejected"] == 1
+    (rej,) = rejections_of(tmp_path / "back")
+    assert rej["rule"] == "unreadable_file" and rej["id"] == "validation-00000-of-00001.parquet" and "Parquet" in rej["detail"]

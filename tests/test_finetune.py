@@ -74,3 +74,40 @@ def test_reloaded_adapter_gives_the_same_outputs_and_resume_is_exact(demo_releas
     la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "loss.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "loss.jsonl").read_text().splitlines()]
     assert lb == pytest.approx(la, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def one_split_releases(tmp_path_factory):
+    """Two small releases of one split each: all train (no test split), all test (no train split)."""
+    from pipeline.steps import BuildConfig, run_plain
+
+    root = tmp_path_factory.mktemp("splits")
+    kw = dict(images=8, seed=2, work_dir=str(root / "work"))
+    run_plain(BuildConfig(out=str(root / "train-only"), split_ratios=(1.0, 0.0, 0.0), **kw))
+    run_plain(BuildConfig(out=str(root / "test-only"), split_ratios=(0.0, 0.0, 1.0), **kw))
+    return root / "train-only", root / "test-only"
+
+
+def test_a_release_without_train_examples_is_refused_before_training(one_split_releases, tmp_path, capsys):
+    _, test_only = one_split_releases
+    assert main(["--data", str(test_only), "--out", str(tmp_path / "run"), "max_steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {test_only}: the train split is empty (no rows in data/train-*.parquet), and fine-tuning needs it; the release holds test " in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()  # nothing started, nothing written
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "not a release folder" in capsys.readouterr().err
+
+
+def test_a_release_without_a_test_split_trains_and_skips_the_evaluation(one_split_releases, tmp_path, capsys):
+    train_only, _ = one_split_releases
+    out = tmp_path / "run"
+    assert main(["--data", str(train_only), "--out", str(out), "max_steps=2", "batch_size=2", "eval_limit=4"]) == 0
+    err = capsys.readouterr().err
+    assert f"{train_only}: no test split (no rows in data/test-*.parquet): the evaluation is skipped" in err
+    assert (out / "adapter").is_dir() and len((out / "loss.jsonl").read_text().splitlines()) == 2 and not (out / "eval").exists()
+    assert (out / ".gcot-forge.json").is_file() and "overwrite" not in (out / "config.yaml").read_text()
+    # the same folder again: a run of ours, replaced only when asked
+    assert main(["--data", str(train_only), "--out", str(out), "max_steps=2", "batch_size=2", "eval_limit=0"]) == 2
+    assert "already holds a fine-tuning run written by this tool" in capsys.readouterr().err
+    assert main(["--data", str(train_only), "--out", str(out), "max_steps=1", "batch_size=2", "eval_limit=0", "--overwrite"]) == 0
+    assert len((out / "loss.jsonl").read_text().splitlines()) == 1 and not (out / "checkpoint-000002").exists()

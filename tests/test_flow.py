@@ -2,12 +2,19 @@
 artifacts published, shards cached across runs and redone when their results are lost."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
+import pytest
 from prefect.artifacts import Artifact
 
 from gcot.flows.build_gcot import build_gcot
+from pipeline.sources.base import SourceError
+from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.steps import BuildConfig, run_plain
+from tests.conftest import REPO
 from tests.digests import file_digests
 
 
@@ -27,7 +34,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
     # Second run: every shard comes from the cache.
     from prefect.client.orchestration import get_client
 
-    build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
+    build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), overwrite=True, **kw))  # replacing a release: --overwrite
     with get_client(sync_client=True) as c:
         runs = c.read_task_runs()
     names = [r.state.name for r in runs if r.name.startswith("build-shard-")]
@@ -35,7 +42,7 @@ def test_flow_equals_plain_steps_and_caches_shards(prefect_harness, tmp_path):
 
     # Results lost (worker's disk wiped): the cache key no longer holds and the shards are rebuilt.
     shutil.rmtree(tmp_path / "w2" / "shard_results")
-    again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), **kw))
+    again = build_gcot(BuildConfig(out=str(tmp_path / "flow" / "rel"), work_dir=str(tmp_path / "w2"), overwrite=True, **kw))
     assert again["examples"] == s["examples"]
     assert file_digests(tmp_path / "plain" / "rel") == file_digests(tmp_path / "flow" / "rel")
 
@@ -82,3 +89,34 @@ def test_a_long_steps_bars_reach_the_run_log_and_its_progress(prefect_harness, m
     assert any(m.startswith("read things: ") and m.endswith(" rec") for m in logs), logs  # no total: logged as a count
     assert sorted(m for m in logs if m.startswith("item ")) == [f"item {i} of 3 done: {2 * (i - 1)}" for i in (1, 2, 3)]
     assert 0 < max(seen) <= 50.0  # the render phase moved while it ran, within its share
+
+
+def broken_vg(tmp_path):
+    vg = write_synthetic_vg(tmp_path / "vg", images=4, seed=3, workers=1)
+    (vg / "VG_100K" / "3.jpg").write_bytes(b"not a jpeg")
+    return vg
+
+
+def test_strict_through_the_flow_stops_once_at_the_record(prefect_harness, tmp_path):
+    """A bad record under --strict is a user error: the task fails once (a retry cannot mend it) and the
+    flow raises it, naming the file and the record."""
+    from prefect.client.orchestration import get_client
+
+    vg = broken_vg(tmp_path)
+    with pytest.raises(SourceError, match=r"VG_100K/3.jpg: record 3: image_corrupt"):
+        build_gcot(BuildConfig(source=f"vg:{vg}", strict=True, out=str(tmp_path / "rel"), work_dir=str(tmp_path / "w")))
+    with get_client(sync_client=True) as c:
+        (run,) = [r for r in c.read_task_runs() if r.name == "ingest" and r.state.is_failed() and str(vg) in str(r.state.message)]
+    assert run.run_count == 1 and not (tmp_path / "rel").exists()
+
+
+@pytest.mark.slow
+def test_strict_through_the_flow_on_the_command_line_is_one_line(tmp_path):
+    vg = broken_vg(tmp_path)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    r = subprocess.run([sys.executable, "-m", "gcot", "build", "--source", f"vg:{vg}", "--strict", "--out", str(tmp_path / "rel"),
+                        "--work-dir", str(tmp_path / "w")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr
+    assert f"\nerror: {vg / 'VG_100K' / '3.jpg'}: record 3: image_corrupt: " in r.stderr
+    assert "Traceback" not in r.stderr and "Retries are exhausted" not in r.stderr, r.stderr  # once, and no traceback

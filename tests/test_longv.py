@@ -118,6 +118,34 @@ def _subject(name, color, start, end, tid=1):
     return Subject(tid, name, color, 0.9, [TrackPoint(0, start), TrackPoint(40, end)])
 
 
+def test_a_folder_of_only_bad_videos_gives_a_release_of_its_rejections(videos, tmp_path):
+    folder, _ = videos
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("empty.mp4", "broken.mp4", "notes.txt"):
+        (bad / name).write_bytes((folder / name).read_bytes())
+    s = run_plain(LongVConfig(videos=str(bad), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))
+    assert s["videos"] == 0 and s["rejected"] == 3 and s["candidates"] == s["videos"] + s["rejected"]
+    rel = Path(s["release"])
+    rej = [json.loads(line) for line in (rel / "rejections.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["rule"]) for r in rej) == [("broken.mp4", "unreadable_video"), ("empty.mp4", "no_frames"), ("notes.txt", "not_a_video")]
+    assert all(r["file"] == str(bad / r["id"]) for r in rej)
+    card = (rel / "README.md").read_text()
+    assert "| videos | 0 |" in card and "No video of the source was released" in card and "| rejected videos | 3 (" in card
+    assert read_items(rel) == [] and not (rel / "plots" / "clips.png").exists()
+    with pytest.raises(VideoError, match=r"notes.txt: extension '.txt' is not a video's") as e:  # --strict: the first bad file stops it
+        run_plain(LongVConfig(videos=str(bad), out=str(tmp_path / "strict"), work_dir=str(tmp_path / "work"), strict=True))
+    assert e.value.rule == "not_a_video" and not (tmp_path / "strict").exists()
+
+
+def test_an_empty_videos_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / ".DS_Store").write_text("")  # hidden files are not videos, nor anything else
+    with pytest.raises(VideoError, match="none: the folder holds no file: nothing to build a release from") as e:
+        run_plain(LongVConfig(videos=str(tmp_path / "none"), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))
+    assert e.value.rule == "empty_folder" and not (tmp_path / "rel").exists()
+
+
 def test_prompts_follow_the_published_form():
     longest = _subject("cylinder", "purple", (0.1, 0.5, 0.1, 0.1), (0.7, 0.5, 0.1, 0.1))
     second = _subject("cylinder", "orange", (0.5, 0.5, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1), 2)
@@ -200,7 +228,7 @@ def test_flow_runs_the_short_video_end_to_end(videos, prefect_harness, tmp_path)
     assert Artifact.get("build-longv-eval-progress").data == 100.0
     # a rerun reads every finished video from its result file
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "longv_results").glob("*.json")}
-    s2 = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work")))
+    s2 = build_longv_eval(LongVConfig(videos=str(folder), out=str(tmp_path / "rel"), work_dir=str(tmp_path / "work"), overwrite=True))  # replacing: --overwrite
     assert s2 == s and {p: p.stat().st_mtime_ns for p in before} == before
 
 

@@ -5,7 +5,9 @@ same parameters: the demo (300 synthetic scenes, seed 7) and a Visual Genome lay
 synthetic scenes, seed 3, built with seed 5 in shards of 25). What the floor plan changed on purpose:
 a release now keeps its resolved `config.yaml`, and its card's "how it was built" block gives the exact
 `gcot build` command and that config; the rest of the card is compared line for line with the card
-of 9c117ea (kept beside the digests).
+of 9c117ea (kept beside the digests). Since the output guard (issue 15), a release also carries
+`.gcot-forge.json`, the marker that says this tool wrote it and lists every other file of it (it is
+written after them, so no other file changes); its bytes follow from the file set and are checked here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from core.guard import MARKER, marker_text
 from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import FIXTURES
@@ -34,8 +37,9 @@ def card_without_how_it_was_built(text: str) -> str:
 
 def check(out: Path, name: str, cfg: BuildConfig) -> None:
     now, then = file_digests(out), RECORDED[name]
-    assert set(now) == set(then) | {"config.yaml"}
-    assert {k: v for k, v in now.items() if k not in ("README.md", "config.yaml")} == {k: v for k, v in then.items() if k != "README.md"}
+    assert set(now) == set(then) | {"config.yaml", MARKER}
+    assert (out / MARKER).read_text() == marker_text("GCoT release", sorted(set(now) - {MARKER}))
+    assert {k: v for k, v in now.items() if k not in ("README.md", "config.yaml", MARKER)} == {k: v for k, v in then.items() if k != "README.md"}
     card = (out / "README.md").read_text()
     assert hashlib.sha256((CARDS / f"{name}.md").read_bytes()).hexdigest() == then["README.md"]  # the kept card is the recorded one
     assert card_without_how_it_was_built(card) == card_without_how_it_was_built((CARDS / f"{name}.md").read_text())

@@ -38,6 +38,33 @@ def split_files(release: str | Path, split: str) -> list[Path]:
     return files
 
 
+class ReleaseError(ValueError):
+    """A release that lacks what a command needs of it (a split, or the release itself)."""
+
+
+def split_rows(release: str | Path, split: str) -> int:
+    """How many examples the split holds (0 where it has no shard), from the shards' footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted((Path(release) / "data").glob(f"{split}-*.parquet")))
+
+
+def check_splits(release: str | Path, needed: dict[str, str]) -> dict[str, int]:
+    """Before a run starts: each split of ``needed`` (split -> what needs it) holds examples, else a
+    `ReleaseError` naming the release, the split and what is there instead; returns the row counts."""
+    data = Path(release) / "data"
+    shards = sorted(data.glob("*.parquet"))
+    if not shards:
+        raise ReleaseError(f"{release}: not a release folder (no data/*.parquet); build one with `gcot build` (make demo)")
+    present = sorted({f.name.split("-")[0] for f in shards})
+    rows = {s: split_rows(release, s) for s in dict.fromkeys([*present, *needed])}
+    for split, why in needed.items():
+        if not rows[split]:
+            have = ", ".join(f"{s} {n}" for s, n in rows.items() if n) or "no examples at all"
+            raise ReleaseError(f"{release}: the {split} split is empty (no rows in data/{split}-*.parquet), and {why} needs it; the release holds {have}")
+    return rows
+
+
 def split_examples(release: str | Path, split: str) -> list[Example]:
     """The split's examples in release order (images not read)."""
     return read_examples(split_files(release, split))

@@ -40,13 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core import env  # noqa: E402
 from core.cli import CommandFailed, ConfigCommand, single  # noqa: E402
 from core.config import Config  # noqa: E402
+from core.guard import OutputGuard, OutputRefused, prepare_run_folder  # noqa: E402
 
 env.apply()
 
 from pydantic import Field  # noqa: E402
 
 from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS  # noqa: E402
-from training.data import Conversations, encode, target_format  # noqa: E402
+from training.data import Conversations, ReleaseError, check_splits, encode, target_format  # noqa: E402
 
 
 class FinetuneConfig(Config):
@@ -55,6 +56,7 @@ class FinetuneConfig(Config):
     data: str = Field("releases/demo", description="a release folder (gcot build output)")
     model: str = Field("tiny", description="tiny (a small LLaVA-style model built from configs, tokenizer trained on the release's train split) or a local Hugging Face image-text-to-text checkpoint of a family that training/families knows (the README's family table)")
     out: str = Field("runs/finetune", description="the run folder: config.yaml, checkpoints, loss log and plot, adapter, evaluation")
+    overwrite: bool = Field(False, description="replace the fine-tuning run already at --out (only a run this tool wrote; never the release, the model or a folder it did not write)")
     max_steps: int = Field(150, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="the global batch (split over data-parallel processes)")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
@@ -71,7 +73,7 @@ class FinetuneConfig(Config):
     qlora: bool = Field(True, description="4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere")
     max_length: int = Field(384, ge=16, description="tokens a conversation is cut to")
     save_every: int = Field(50, ge=1, description="steps between checkpoints (--resume continues from the latest)")
-    eval_limit: int = Field(48, ge=0, description="test-split samples evaluated at the end (0: skip)")
+    eval_limit: int = Field(48, ge=0, description="test-split samples evaluated at the end (0: skip; a release without a test split skips it too, saying so)")
     seed: int = Field(0, description="seed of sampling, initialisation and dropout")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
 
@@ -174,7 +176,7 @@ class Recipe:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.main:
-            (self.out / "config.yaml").write_text(cfg.to_yaml(f"resolved config; rerun: gcot finetune --config {self.out / 'config.yaml'}"))
+            (self.out / "config.yaml").write_text(cfg.to_yaml(f"resolved config; rerun: gcot finetune --config {self.out / 'config.yaml'}", exclude=("overwrite",)))
         release = Path(cfg.data)
         base = Path(cfg.model)
         if cfg.model == "tiny":
@@ -382,11 +384,33 @@ class Recipe:
         return reports
 
 
+# What a fine-tuning run writes at the top of its folder (the output guard's test of a run folder's files).
+RUN_FOLDER = ("config.yaml", "base", "checkpoint-*", "adapter", "loss.jsonl", "loss.png", "merged", "eval")
+
+
+def run_guard(cfg: FinetuneConfig) -> OutputGuard:
+    """Where the run may go (`core.guard`): not the release or the model, nor a folder this tool did not write."""
+    inputs = [("the release to train on", cfg.data)] + ([("the model to tune", cfg.model)] if Path(cfg.model).exists() else [])
+    return OutputGuard(cfg.out, "fine-tuning run", inputs, overwrite=cfg.overwrite, owned=RUN_FOLDER)
+
+
 def train(cfg: FinetuneConfig, resume: bool = False) -> int:
-    if not (Path(cfg.data) / "llava" / "train.json").exists():
-        raise CommandFailed(f"{cfg.data}: not a release folder (no llava/train.json); build one with `make demo`")
-    recipe = Recipe(cfg, Distributed.from_env())
+    """The run, after checking before it starts what it needs: a train split with examples, and a run folder
+    it may write (a release without a test split is trained on, and its evaluation skipped with a message)."""
     try:
+        rows = check_splits(cfg.data, {"train": "fine-tuning"})
+        guard = run_guard(cfg)
+        state = guard.check(resume=resume)
+    except (ReleaseError, OutputRefused) as e:
+        raise CommandFailed(str(e)) from None
+    evaluate = cfg.eval_limit > 0 and rows.get("test", 0) > 0
+    if cfg.eval_limit and not evaluate:
+        print(f"{cfg.data}: no test split (no rows in data/test-*.parquet): the evaluation is skipped", file=sys.stderr)
+    recipe = Recipe(cfg, Distributed.from_env())  # with several processes: after every one has checked, before rank 0 writes
+    try:
+        if recipe.dist.main:
+            prepare_run_folder(guard, state)
+        recipe.dist.barrier()
         recipe.setup()
         if resume:
             recipe.resume()
@@ -395,7 +419,7 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> int:
             return 0
         first, last = recipe.log[0]["loss"], sum(r["loss"] for r in recipe.log[-10:]) / len(recipe.log[-10:])
         print(f"loss {first:.3f} -> {last:.3f} (mean of the last 10 steps); adapter: {recipe.out / 'adapter'}" + (f"; {recipe.dist.world} processes" if recipe.dist.world > 1 else ""))
-        reports = recipe.evaluate()
+        reports = recipe.evaluate() if evaluate else None
         if reports:
             print((recipe.out / "eval" / "report.md").read_text())
     finally:

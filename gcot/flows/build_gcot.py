@@ -30,6 +30,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.ephemeral import no_retry_on_user_errors
 from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.progress import RunProgress
 from gcot.flows.reports import rejection_table, rejections_by_rule
@@ -37,12 +38,12 @@ from gcot.flows.runners import shard_runner
 from pipeline import steps
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE, task_run_name="ingest")
+@task(retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE, task_run_name="ingest")
 def ingest_source(cfg: steps.BuildConfig) -> steps.IngestResult:
     return steps.ingest(cfg)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def detect_shard(shard: str, digest: str, source_root: str, weights: str, name_map: dict, conf: float, out_dir: str) -> str:
     from pipeline.detect.detections import detect_shard as detect
 
@@ -62,7 +63,7 @@ def model_shard(r: steps.ShardResult, shard: str, source_root: str, release_pref
     return run_model_task(limit, settings.model_concurrency, steps.model_shard, r, shard, source_root, release_prefix, settings, stages, out_dir, detections)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def write_release(cfg: steps.BuildConfig, ingest: steps.IngestResult, results: list[steps.ShardResult], models: dict | None = None) -> dict:
     return steps.release(cfg, ingest, results, models)
 
@@ -78,6 +79,7 @@ def build_gcot(config: steps.BuildConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.BuildConfig()).with_out(flow_run.get_name())
+    cfg.check_output()  # before any work: where the release goes must not destroy or mix with anything
     seed, rewriter = cfg.seed, cfg.rewriter
     steps.check_models(cfg)  # a stage with no model, or an endpoint where nothing answers: before any work
     weights = cfg.detector_weights()

@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gcot.flows.ephemeral import no_retry_on_user_errors
 from gcot.flows.models import merge, model_limit, publish_models, run_model_task
 from gcot.flows.progress import RunProgress
 from gcot.flows.reports import rejection_table, rejections_by_rule
@@ -45,12 +46,12 @@ def _detector(cfg: steps.LongVConfig):
     return cache[key]
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def discover_videos(cfg: steps.LongVConfig) -> steps.Discovered:
     return steps.discover(cfg)
 
 
-@task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE, task_run_name="video-{vid}")
+@task(retries=1, retry_delay_seconds=[5], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE, task_run_name="video-{vid}")
 def process_video(path: str, vid: str, cfg: steps.LongVConfig, out_dir: str, code: str) -> steps.VideoResult:
     return steps.process_video(path, vid, cfg, out_dir, code, lambda: _detector(cfg))
 
@@ -60,7 +61,7 @@ def model_video(r: steps.VideoResult, cfg: steps.LongVConfig, out_dir: str, limi
     return run_model_task(limit, 1, steps.model_video, r, cfg, out_dir)  # one request at a time: one slot
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def release(cfg: steps.LongVConfig, found: steps.Discovered, results: list[steps.VideoResult], models: dict | None = None) -> dict:
     return write_release(cfg, found, results, models)
 
@@ -76,6 +77,7 @@ def build_longv_eval(config: steps.LongVConfig | None = None) -> dict:
     from prefect.runtime import flow_run
 
     cfg = (config or steps.LongVConfig()).with_out(flow_run.get_name())
+    cfg.check_output()  # before any work: where the release goes must not destroy or mix with anything
     cfg.check_models()  # a stage with no model, or an endpoint where nothing answers: before any work
     log = get_run_logger()
     progress = RunProgress("build-longv-eval-progress", f"build-longv-eval into {cfg.out}: discover, videos, release", {"discover": 10.0, "videos": 95.0, "release": 100.0})

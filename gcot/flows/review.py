@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from annotation import review
 from annotation.server import LabelStudioServer
 from core.env import REPO
+from gcot.flows.ephemeral import no_retry_on_user_errors
 
 
 def _server(data_dir: str | None, port: int) -> LabelStudioServer:
@@ -25,16 +26,16 @@ def _server(data_dir: str | None, port: int) -> LabelStudioServer:
     return srv
 
 
-@task(retries=2, retry_delay_seconds=[5, 15], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
 def push_task(release: str, data_dir: str | None, port: int) -> dict:
     srv = _server(data_dir, port)
     return review.push(release, srv.client(), srv.files_root).__dict__
 
 
-@task(retries=2, retry_delay_seconds=[5, 15], cache_policy=NO_CACHE)
-def pull_task(release: str, out: str, data_dir: str | None, port: int) -> dict:
+@task(retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=no_retry_on_user_errors, cache_policy=NO_CACHE)
+def pull_task(release: str, out: str, data_dir: str | None, port: int, overwrite: bool = False) -> dict:
     srv = _server(data_dir, port)
-    s = review.pull(release, srv.client(), out)
+    s = review.pull(release, srv.client(), out, guard=review.pull_guard(release, out, overwrite, (("Label Studio's data folder", srv.data_dir),)))
     return {**s.__dict__, "reconciles": s.reconciles}
 
 
@@ -50,9 +51,10 @@ def push_review(release: str = "releases/demo", data_dir: str | None = None, por
 
 
 @flow(name="pull-review", log_prints=True)
-def pull_review(release: str = "releases/demo", out: str = "releases/demo-reviewed", data_dir: str | None = None, port: int = 8080) -> dict:
-    """Pull reviews from Label Studio, merge them and write the reviewed release."""
-    s = pull_task(release, out, data_dir, port)
+def pull_review(release: str = "releases/demo", out: str = "releases/demo-reviewed", data_dir: str | None = None, port: int = 8080, overwrite: bool = False) -> dict:
+    """Pull reviews from Label Studio, merge them and write the reviewed release (``overwrite``: replace a
+    reviewed release this tool wrote at ``out``)."""
+    s = pull_task(release, out, data_dir, port, overwrite)
     create_table_artifact(
         key="pull-review-counts",
         table=[{"pushed": s["pushed"], "accepted": s["accepted"], "fixed": s["fixed"], "rejected": s["rejected"], "open": s["open"], "malformed": len(s["malformed"]), "reconciles": s["reconciles"]}],

@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core.lifetime import stop_with_this_process
+
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     try:
@@ -36,9 +38,11 @@ def start_server(host: str, port: int, wait_s: float = 120.0, log_file: Path | N
     exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen([exe, "server", "start", "--host", host, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env={"PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api, **LOG_STREAM, **(env if env is not None else os.environ)})
+    proc.watchdog = stop_with_this_process(proc.pid)  # a server in the foreground of a command stops with it, even a killed one
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            proc.watchdog.release()
             raise RuntimeError(f"prefect server exited with code {proc.returncode}" + (f"; see {log_file}" if log_file else ""))
         if healthy(api):
             return proc
@@ -85,4 +89,5 @@ def serve_local(host: str, port: int, name: str, start_server_too: bool = True, 
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+            proc.watchdog.release()
     return 0

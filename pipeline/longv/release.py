@@ -167,5 +167,5 @@ def write_release(cfg, found, results, models: dict | None = None) -> dict:
         stats.update(fill(tmp, items, sources, keyframes, rejections, meta))
         (tmp / "config.yaml").write_text(meta["config"])
 
-    write_atomically(out, _fill)
+    write_atomically(out, _fill, cfg.output_guard(("the videos folder", found.folder)))
     return {"release": str(out), "candidates": len(found.videos) + len(found.rejections), **stats}

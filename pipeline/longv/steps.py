@@ -57,12 +57,14 @@ class LongVConfig(BuildConfigBase):
 
     PROG: ClassVar[str] = "gcot build-longv"
     OUT_PREFIX: ClassVar[str] = "longv"
+    KIND: ClassVar[str] = "LongV-EVAL release"
 
     videos: str = Field("synthetic", description="a folder of videos, or synthetic (the embedded default: rendered one-minute videos)")
     count: int = Field(3, ge=1, description="synthetic: videos to render")
     seconds: float = Field(60.0, gt=0, description="synthetic: length of each video in seconds")
     seed: int = Field(0, description="seed of the synthetic videos and the prompts; same inputs and seed, same bytes")
     out: str | None = Field(None, description="the release folder, replaced atomically; none: releases/<flow run name> (Prefect) or releases/longv-<time>")
+    overwrite: bool = Field(False, description="replace the release already at --out (only one this tool wrote: a folder it did not write, or one that is, holds or lies inside an input, is never replaced)")
     work_dir: str | None = Field(None, description="rendered videos and per-video results; none: <out's parent>/.gcot-work")
     stride: int = Field(8, ge=1, description="detect and track on every stride-th frame (keyframe selection sees every frame); 8 is 3 a second at 24 fps")
     detector: str = Field("default", description="'default' (the shipped YOLO11n, synthetic shapes) or a path to Ultralytics detection weights")
@@ -88,6 +90,11 @@ class LongVConfig(BuildConfigBase):
 
     def results_dir(self) -> Path:
         return self.work_path() / "longv_results"
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the build reads, as (role, path): the release may not be, hold or lie inside any of them."""
+        found = [] if self.videos == "synthetic" else [("the videos folder", Path(self.videos))]
+        return found + ([] if self.detector == "default" else [("the detector weights", Path(self.detector))])
 
     def model_stages(self) -> tuple[str, ...]:
         """The model stages that are on, in the order they run (none by default: templates only)."""
@@ -158,6 +165,8 @@ def discover(cfg: LongVConfig) -> Discovered:
         folder = Path(cfg.videos)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder of videos")
+        if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+            raise VideoError(folder, "empty_folder", "the folder holds no file: nothing to build a release from (give the folder of your videos)")
     videos, ids, rejections, seen = [], [], [], {}
     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         if path.is_dir():
@@ -323,6 +332,7 @@ def run_plain(cfg: LongVConfig) -> dict:
     from pipeline.longv.release import write_release
 
     cfg = cfg.with_out()
+    cfg.check_output()
     cfg.check_models()
     found = discover(cfg)
     out_dir = str(cfg.results_dir())

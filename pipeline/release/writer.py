@@ -178,7 +178,7 @@ def write_release(
         done["stats"] = finish_release(tmp, out, formats.close(), stats, review.write, rejections, candidates, meta)
         (tmp / "config.yaml").write_text(meta["config"])
 
-    write_atomically(out, fill)
+    write_atomically(out, fill, cfg.output_guard(("the source images", ingest.source_root)))
     return done["stats"]
 
 

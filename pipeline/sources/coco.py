@@ -26,17 +26,19 @@ def _natural(image_id: str) -> tuple:
     return (0, int(image_id), "") if image_id.isdigit() else (1, 0, image_id)
 
 
+def images_folder(annotation_file: Path) -> Path:
+    """Where a COCO annotation file's images are: ``../<split>/`` or ``<split>/`` beside it, else its folder."""
+    split = annotation_file.stem.replace("instances_", "")
+    return next((c for c in (annotation_file.parent.parent / split, annotation_file.parent / split) if c.is_dir()), annotation_file.parent)
+
+
 class CocoSource(Source):
     def __init__(self, annotation_file: str | Path, images_dir: str | Path | None = None, options: ReadOptions | None = None):
         self.annotation_file = Path(annotation_file)
         if not self.annotation_file.is_file():
             raise SourceError(f"{self.annotation_file}: COCO annotation file not found")
         split = self.annotation_file.stem.replace("instances_", "")
-        if images_dir is None:
-            images_dir = next(
-                (c for c in (self.annotation_file.parent.parent / split, self.annotation_file.parent / split) if c.is_dir()),
-                self.annotation_file.parent,
-            )
+        images_dir = images_folder(self.annotation_file) if images_dir is None else images_dir
         super().__init__(name="coco", root=Path(images_dir), release_prefix=f"coco/{split}", options=options or ReadOptions())
 
     def _load(self) -> CocoFile:

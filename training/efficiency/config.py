@@ -18,6 +18,7 @@ class EfficiencyConfig(Config):
     model: str = Field("runs/tiny-cpu", description='a finetune.py run folder (merged/ or base/ + adapter/) or a checkpoint')
     data: str = Field("releases/demo", description='the release folder the stage fits and measures on')
     out: str = Field("runs/efficiency", description="output folder (config.yaml, result.json, the method's artefact); runs/efficiency: runs/efficiency/<method>")
+    overwrite: bool = Field(False, description="replace the efficiency run already at --out (only one this tool wrote; never the model, the release or a folder it did not write)")
     fit_split: str = Field("validation", description='calibration (FitPrune, ARank) and training (DyVTE gates, γ-MoD, RoE) data')
     fit_samples: int = Field(64, description='samples of fit_split the method fits on')
     eval_split: str = Field("test", description='the split the stage is measured on')

@@ -145,7 +145,7 @@ RUNNERS = {"fitprune": run_fitprune, "gprune": run_gprune, "dyvte": run_dyvte, "
 def run(cfg: EfficiencyConfig, ref: Reference | None = None) -> tuple[dict, Reference]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg.to_yaml(f"gcot efficiency {cfg.method} --config {out / 'config.yaml'}"))
+    (out / "config.yaml").write_text(cfg.to_yaml(f"gcot efficiency {cfg.method} --config {out / 'config.yaml'}", exclude=("overwrite",)))
     s = Session(cfg, ref)
     row = {"method": cfg.method, "family": s.loop.family.name, **RUNNERS[cfg.method](s, out)}
     row["reference"] = {"gflops": s.ref.flops / 1e9, "latency_ms": s.ref.latency_ms}
