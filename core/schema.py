@@ -17,6 +17,10 @@ QUESTION_TYPES: tuple[QuestionType, ...] = ("attribute", "judge", "object")
 # File-name spelling of the types in the official release (GCoT_dataset_<name>_test.json).
 MMGCOT_TYPE_NAMES: dict[str, str] = {"attribute": "attributes", "judge": "judge", "object": "objects"}
 
+# Sources whose scene graphs are exact: rendered scenes, where every box is the object's and nothing
+# is annotated twice. Every other source (Visual Genome, COCO, detector drafts) is read as photos.
+EXACT_SOURCES = frozenset({"synthetic"})
+
 ReviewStatus = Literal["pending", "accepted", "fixed", "rejected"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
@@ -24,9 +28,21 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 @dataclass(frozen=True)
 class SceneObject:
     id: str
-    name: str
+    name: str  # the noun the text uses (after normalisation: lower case, singular, the alias table's)
     box: Box
     attributes: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # every name the source gave (VG "names"), and after a merge both halves'
+    synsets: tuple[str, ...] = ()  # WordNet synsets where the source has them (VG: "man.n.01")
+    merged_from: tuple[str, ...] = ()  # ids of the duplicate annotations merged into this object
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region description (Visual Genome region_descriptions.json): a phrase a person wrote for a box."""
+
+    id: str
+    phrase: str
+    box: Box
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,7 @@ class SceneGraph:
     objects: list[SceneObject]
     relations: list[Relation] = field(default_factory=list)
     source: str = ""  # "vg", "coco", "synthetic", ...
+    regions: list[Region] = field(default_factory=list)
 
     def object(self, object_id: str) -> SceneObject:
         for o in self.objects:
@@ -64,7 +81,10 @@ class SceneGraph:
             width=int(d["width"]),
             height=int(d["height"]),
             objects=[
-                SceneObject(o["id"], o["name"], tuple(o["box"]), tuple(o.get("attributes", ())))
+                SceneObject(
+                    o["id"], o["name"], tuple(o["box"]), tuple(o.get("attributes", ())),
+                    tuple(o.get("names", ())), tuple(o.get("synsets", ())), tuple(o.get("merged_from", ())),
+                )
                 for o in d["objects"]
             ],
             relations=[
@@ -72,7 +92,14 @@ class SceneGraph:
                 for r in d.get("relations", ())
             ],
             source=d.get("source", ""),
+            regions=[Region(str(r["id"]), r["phrase"], tuple(r["box"])) for r in d.get("regions", ())],
         )
+
+
+# Where a step's relation comes from: the source's annotation, two photo boxes (only what boxes can
+# tell: left of, right of, above, below, near), or a rendered scene's exact layout (synthetic).
+RelationOrigin = Literal["annotated", "geometric", "exact"]
+RELATION_ORIGINS: tuple[str, ...] = ("annotated", "geometric", "exact")
 
 
 @dataclass
@@ -87,7 +114,10 @@ class Step:
     object_id: str | None = None
     name: str | None = None  # the noun used in the phrase; None when the phrase hides it ("object")
     attributes: tuple[str, ...] = ()  # attributes used in the phrase
-    relation: str | None = None  # predicate linking this object to the previous step's object
+    relation: str | None = None  # canonical predicate linking this object to the previous step's object
+    relation_origin: RelationOrigin | None = None  # None for the first step
+    relation_inverse: bool = False  # the relation reads previous -> this ("the coat the man is wearing")
+    region: str | None = None  # the region description this step's expression was made from, as written
 
 
 @dataclass
@@ -162,6 +192,9 @@ class Example:
                 name=s.get("name"),
                 attributes=tuple(s.get("attributes") or ()),
                 relation=s.get("relation"),
+                relation_origin=s.get("relation_origin"),
+                relation_inverse=bool(s.get("relation_inverse")),
+                region=s.get("region"),
             )
             for s in d["steps"]
         ]
@@ -191,15 +224,20 @@ class Example:
 
 
 # Stages whose rejections are example candidates (candidates = released + these); the others
-# ("source": bad input records, "scene": images that gave no candidate) are records, not examples.
+# ("source": bad input records, "normalise": duplicates merged and records the normalisation set aside,
+# "scene": images that gave no candidate) are records, not examples.
 EXAMPLE_STAGES = frozenset({"chains", "verify", "split", "review"})
+
+
+# The quality rules of a chain (their checks: pipeline/chains/quality.py), by reason.
+QUALITY_RULES: tuple[str, ...] = ("duplicate_in_chain", "relation_not_backed", "repeated_predicate", "answer_in_question", "question_too_long")
 
 
 @dataclass(frozen=True)
 class Rejection:
     """A record that did not pass a stage, with a snake_case rule and a human-readable detail."""
 
-    stage: str  # "source", "scene", "chains", "verify", "split", "review", "convert"
+    stage: str  # "source", "normalise", "scene", "chains", "verify", "split", "review", "convert"
     id: str  # example id, or "<image_id>" / "<image_id>/<object_id>" for source records
     rule: str
     detail: str
