@@ -1,7 +1,7 @@
 """The build-gcot steps as plain functions; the Prefect flow only wires these.
 
-ingest (source -> scene-graph shards on disk) -> build_shard (relation graph, chains, verification;
-per shard of a few hundred images) -> finalize (splits by image, ids, cross-split check) ->
+ingest (source -> scene-graph shards on disk) -> build_shard (normalise, relation graph, chains,
+verification; per shard of a few hundred images) -> finalize (splits by image, ids, cross-split check) ->
 write_release (atomic).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from pipeline.chains.rewriter import get_rewriter
 from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
+from pipeline.normalise.graph import normalise
 from pipeline.sources.base import SourceError
 from pipeline.sources.registry import open_source
 from pipeline.verify import check_splits, verify_batch
@@ -32,7 +34,7 @@ from pipeline.verify import check_splits, verify_batch
 log = logging.getLogger(__name__)
 
 # What a GCoT shard's results depend on: editing the CLI, the flows or LongV-EVAL keeps finished shards.
-GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
+GCOT_CODE = ("core", "pipeline.sources", "pipeline.normalise", "pipeline.chains", "pipeline.verify", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
 
 
 def gcot_code_digest() -> str:
@@ -119,6 +121,7 @@ class ShardResult:
     candidates: int
     examples: int
     rejected: int
+    counts: dict[str, int] | None = None  # what the normalise step changed, region phrases by outcome
 
 
 def _sha256(path: Path) -> str:
@@ -193,15 +196,20 @@ def build_shard(
         return ShardResult(**json.loads(marker.read_text()))
     detector, found = load_detections(detections) if detections else ("", {})
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
-    graphs, relations, candidates, rejections = {}, {}, [], []
+    graphs, relations, candidates, rejections, counts = {}, {}, [], [], Counter()
     for g in load_scene_graphs(shard):
         drafted = not g.objects and g.image_id in found
         if drafted:  # an image-folder source: the detector's objects, with measured colours
             g.objects = [SceneObject(f"{g.image_id}-d{k}", d.name, d.box, (c,) if c else ()) for k, (d, c) in enumerate(found[g.image_id])]
+        norm = normalise(g)
+        g = norm.graph
+        rejections += norm.records
+        counts.update(norm.counts)
         rg = build_relation_graph(g)
         graphs[g.image_id], relations[g.image_id] = g, rg
         image_path = f"{release_prefix}/{g.image}" if release_prefix else g.image
         exs, rej = sampler.sample(g, rg, image_path, seed)
+        counts.update(sampler.last_region_counts)
         if not exs and not rej:  # nothing to ask of this image: say so rather than drop it silently
             why = f"{len(g.objects)} object(s)" + (" detected" if drafted or g.source == "images" else "") + ", no relation path of 2 or more"
             rejections.append(Rejection("scene", g.image_id, "no_chain", why, file=g.image))
@@ -218,7 +226,7 @@ def build_shard(
     ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
     write_text_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
     write_text_atomic(rj_file, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
-    result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
+    result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections), dict(sorted(counts.items())))
     write_text_atomic(marker, json.dumps(asdict(result)))
     return result
 

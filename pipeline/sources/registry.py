@@ -8,6 +8,7 @@ from pipeline.sources.base import Source, SourceError
 from pipeline.sources.coco import CocoSource
 from pipeline.sources.image_folder import ImageFolderSource
 from pipeline.sources.synthetic import write_synthetic_vg
+from pipeline.sources.vg_regions import VisualGenomeWithRegions
 from pipeline.sources.visual_genome import VisualGenomeSource
 
 KINDS = ("synthetic", "vg", "coco", "images")
@@ -21,7 +22,7 @@ def open_source(spec: str, work_dir: str | Path, images: int = 300, seed: int = 
     if kind in ("vg", "coco", "images") and not path:
         raise SourceError(f"source {spec!r} needs a path: {kind}:PATH")
     if kind == "vg":
-        return VisualGenomeSource(path, limit=limit)
+        return VisualGenomeWithRegions(path, limit=limit)
     if kind == "coco":
         return CocoSource(path, limit=limit)
     if kind == "images":

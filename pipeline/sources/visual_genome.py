@@ -133,7 +133,8 @@ class VisualGenomeSource(Source):
                 yield reject(gfile, f"{image_id}/{oid}", "box_out_of_range", f"object {oid} of image {image_id}: {why}")
                 continue
             attrs = o.get("attributes") or extra_attrs.get(oid) or []
-            objects.append(SceneObject(oid, names[0].strip().lower(), box, tuple(a.strip().lower() for a in attrs if a and a.strip())))
+            objects.append(SceneObject(oid, names[0].strip().lower(), box, tuple(a.strip().lower() for a in attrs if a and a.strip()),
+                                       names=tuple(n.strip().lower() for n in names[1:] if n and n.strip()), synsets=tuple(o.get("synsets") or ())))
         ids = {o.id for o in objects}
         relations: list[Relation] = []
         for r in rec.get("relationships", []):
