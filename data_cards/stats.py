@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from core.boxes import area
 from core.schema import QUESTION_TYPES, SPLITS, Example, Rejection
+from data_cards import quality
 
 BOX_AREA_BINS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0000001)
 
@@ -48,6 +49,7 @@ def compute(examples: Sequence[Example], rejections: Sequence[Rejection], candid
         "rejections_by_rule": [{"stage": s, "rule": r, "count": n} for (s, r), n in sorted(by_rule.items())],
         "review": dict(sorted(Counter(ex.review.status for ex in examples).items())),
         "detector": _detector(examples),
+        "quality": quality.compute(examples, rejections),
     }
 
 

@@ -163,3 +163,12 @@ def test_region_descriptions_become_first_steps(release):
     phrases = {p for regions in ANNOTATION.REGIONS.values() for p, _ in regions}
     assert used and all(s["region"] in phrases for s in used)
     assert all(row["steps"][0]["region"] or not any(s["region"] for s in row["steps"][1:]) for row in release)
+
+
+def test_the_card_shows_the_quality_section(built):
+    card = (built / "README.md").read_text()
+    quality = card.split("## Quality", 1)[1].split("## Verification", 1)[0]
+    for part in ("| annotated |", "| predicate | steps |", "Duplicate annotations of one thing merged: 10.", "`repeated_predicate`",
+                 "wooden → wood", "plots/quality_vs_mmgcot.png", "**object**"):
+        assert part in quality, part
+    assert (built / "plots" / "quality_vs_mmgcot.png").is_file()
