@@ -7,10 +7,26 @@ fractions of the image size), as MM-GCoT publishes them. Conversions live at the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Box = tuple[float, float, float, float]
+
+
+def _plain(value: Any) -> Any:
+    """What `dataclasses.asdict` gives (new containers at every level) without deep-copying the leaves,
+    which are immutable: the build writes every example and rejection through it, and asdict's copies
+    were a third of a shard's time (0.8 of 2.7 s for 500 synthetic images)."""
+    names = getattr(value, "__dataclass_fields__", None)  # the records here have no ClassVar / InitVar fields
+    if names is not None:
+        return {k: _plain(getattr(value, k)) for k in names}
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (str, int, float)) or v is None for v in value):
+            return value if isinstance(value, tuple) else list(value)  # boxes, attribute lists
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 QuestionType = Literal["attribute", "judge", "object"]
 QUESTION_TYPES: tuple[QuestionType, ...] = ("attribute", "judge", "object")
@@ -31,7 +47,7 @@ class SceneObject:
     name: str  # the noun the text uses (after normalisation: lower case, singular, the alias table's)
     box: Box
     attributes: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()  # every name the source gave (VG "names"), and after a merge both halves'
+    names: tuple[str, ...] = ()  # the other names the source gave (VG "names" after the first), and a merged duplicate's
     synsets: tuple[str, ...] = ()  # WordNet synsets where the source has them (VG: "man.n.01")
     merged_from: tuple[str, ...] = ()  # ids of the duplicate annotations merged into this object
 
@@ -71,7 +87,7 @@ class SceneGraph:
         raise KeyError(object_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SceneGraph:
@@ -180,7 +196,7 @@ class Example:
         return [s for s in self.steps if s.box is not None]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
@@ -244,7 +260,7 @@ class Rejection:
     file: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return _plain(self)
 
     @property
     def is_example(self) -> bool:
@@ -327,7 +343,7 @@ class LongVItem:
         return getattr(self, kind)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LongVItem:

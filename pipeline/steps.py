@@ -27,6 +27,7 @@ from pipeline.chains.sampler import ChainConfig, ChainSampler
 from pipeline.detect.crosscheck import check_example
 from pipeline.detect.detections import load_detections
 from pipeline.normalise.graph import normalise
+from pipeline.normalise.names import LEXICON_FILE
 from pipeline.sources.base import SourceError
 from pipeline.sources.registry import open_source
 from pipeline.verify import check_splits, verify_batch
@@ -38,7 +39,8 @@ GCOT_CODE = ("core", "pipeline.sources", "pipeline.normalise", "pipeline.chains"
 
 
 def gcot_code_digest() -> str:
-    return code_digest(*GCOT_CODE)
+    """The code's digest and the normalise lexicon's (a data file: code_digest reads .py files only)."""
+    return hashlib.sha256((code_digest(*GCOT_CODE) + LEXICON_FILE.read_text()).encode()).hexdigest()[:16]
 
 
 class BuildConfig(Config):

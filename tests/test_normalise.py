@@ -54,7 +54,7 @@ def test_duplicates_become_one_object_with_a_record():
     n = normalise(g)
     assert [o.id for o in n.graph.objects] == ["1", "3", "4"]
     man = n.graph.objects[0]
-    assert man.name == "man" and man.names == ("man", "person") and man.attributes == ("standing", "smiling") and man.merged_from == ("2",)
+    assert man.name == "man" and man.names == ("person",) and man.attributes == ("standing", "smiling") and man.merged_from == ("2",)
     assert n.graph.objects[1].attributes == ("black",)
     assert [(r.subject_id, r.predicate, r.object_id) for r in n.graph.relations] == [("1", "wearing", "3")]
     rules = sorted((r.stage, r.rule, r.id) for r in n.records)

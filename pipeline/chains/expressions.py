@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 from core.schema import SceneGraph, SceneObject, Step
 from pipeline.chains.relations import RelationGraph
-from pipeline.normalise.names import may_be
 
 ATTRIBUTE_ORDER = {"size": 0, "color": 1, "material": 2, "shape": 3, "state": 4}
 
@@ -37,11 +36,12 @@ def candidates_for(
 ) -> set[str]:
     """Ids of the objects matching one step given the matches of the previous step."""
     wanted = {_norm(a) for a in attributes}
+    named = relations.may_name(graph, name) if name is not None else None
     out = set()
     for o in graph.objects:
-        if name is not None and not may_be(o, name):
+        if named is not None and o.id not in named:
             continue
-        if not wanted <= {_norm(a) for a in o.attributes}:
+        if wanted and not wanted <= relations.attributes_of(o):
             continue
         if relation is not None:
             if not previous or not any(relations.names(o.id, relation, p, inverse) for p in previous):

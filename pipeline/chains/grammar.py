@@ -153,5 +153,16 @@ def phrase(predicate: str, inverse: bool, head: str, other: str) -> str:
     return form(predicate, inverse).format(head=head, other=other)
 
 
+@lru_cache(maxsize=4096)
+def reads_as(predicate: str, inverse: bool) -> str:
+    """The words a phrase shows for the relation: 'in front of' read inverse shows 'behind', 'wearing'
+    inverse 'wearing' ('the coat the man is wearing'). Two steps that show the same words repeat a
+    predicate to a reader, whatever their canonical names."""
+    if predicate not in BY_NAME:
+        return predicate
+    words = form(predicate, inverse).replace("{head}", " ").replace("{other}", " ").split()
+    return " ".join(w for w in words if w not in ("is", "that"))
+
+
 def is_symmetric(predicate: str) -> bool:
     return BY_NAME[predicate].symmetric

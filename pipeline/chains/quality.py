@@ -5,7 +5,8 @@ candidate, verification applies them again to whatever reaches it (`pipeline.ver
 - ``relation_not_backed``: a step's relation the graph does not back: an annotated one that is not
   annotated, a geometric one that the boxes do not give, or one the source's policy may not derive
   from boxes (on a photo only left of, right of, above, below, near).
-- ``repeated_predicate``: a predicate twice in a chain ("near ... near"; so at most one near).
+- ``repeated_predicate``: a predicate twice in a chain as the text shows it ("near ... near", so at
+  most one near; "behind" written once for behind and once for in front of read backwards).
 - ``answer_in_question``: the answer word in the question ("What is the color of the cube near the
   red ball?" -> Red).
 - ``question_too_long``: more words than the longest official MM-GCoT test question of the type.
@@ -17,12 +18,15 @@ import re
 
 from core.mmgcot_reference import MAX_QUESTION_WORDS
 from core.schema import EXACT_SOURCES, QUALITY_RULES, Example, SceneGraph
+from pipeline.chains.grammar import reads_as
+from pipeline.chains.regions import reread, tail_objects
 from pipeline.chains.relations import RelationGraph
 from pipeline.normalise.attributes import canonical as canonical_attribute
 from pipeline.normalise.duplicates import are_duplicates
-from pipeline.normalise.names import canonical_name
+from pipeline.normalise.names import ALIASES, canonical_name
 
 __all__ = ["QUALITY_RULES", "answer_in_question", "quality_failures"]
+TWO_WORD_NOUNS = frozenset(v for k, v in ALIASES.items() if " " in k)  # "cell phone" -> phone
 
 
 def _words(text: str) -> list[str]:
@@ -30,16 +34,18 @@ def _words(text: str) -> list[str]:
 
 
 def answer_in_question(ex: Example) -> bool:
-    """Does a word (or two-word span) of the question mean the answer?"""
+    """Does a word (or, for a two-word noun, a two-word span) of the question mean the answer?
+    (A two-word colour or material always holds a word that means it alone: "light blue", "cream
+    colored", "stainless steel".)"""
     if ex.type == "judge":
         return False
     answer = ex.answer.lower().strip().rstrip(".")
     words = _words(ex.question)
-    spans = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
     if ex.type == "attribute":
         value = canonical_attribute(answer)[1]
-        return any(canonical_attribute(w)[1] == value for w in spans)
+        return any(canonical_attribute(w)[1] == value for w in words)
     noun = canonical_name(answer)
+    spans = words + [f"{a} {b}" for a, b in zip(words, words[1:])] if noun in TWO_WORD_NOUNS or " " in noun else words
     return any(canonical_name(w) == noun for w in spans)
 
 
@@ -59,16 +65,22 @@ def quality_failures(ex: Example, graph: SceneGraph, relations: RelationGraph) -
         if s.relation is None:
             continue
         fact = (prev.object_id, s.relation, s.object_id) if s.relation_inverse else (s.object_id, s.relation, prev.object_id)
-        this, other = objs.get(s.object_id), objs.get(prev.object_id)
+        origin = relations.facts.get(fact)
         if s.relation_origin == "annotated":
-            ok = relations.facts.get(fact) == "annotated" and fact not in relations.unknown
-        elif s.relation_origin == policy.origin and this and other and not s.relation_inverse:
-            ok = s.relation in policy.geometric and s.relation in policy.predicates(this.box, other.box)
-        else:
-            ok = False
+            ok = origin == "annotated" and fact not in relations.unknown
+        else:  # from boxes: a predicate the policy derives, that the boxes gave (the graph holds what they gave)
+            ok = s.relation_origin == policy.origin == origin and s.relation in policy.geometric and not s.relation_inverse
         if not ok:
             fails.append(("relation_not_backed", f"step {k + 1}: '{s.relation}' ({s.relation_origin}) of {s.object_id} to {prev.object_id} is not in the graph as such"))
-    preds = [s.relation for s in chain[1:] if s.relation]
+    preds = [reads_as(s.relation, s.relation_inverse) for s in chain[1:] if s.relation]  # as the text shows them
+    ids = {s.object_id for s in chain}
+    for s in chain:  # a region phrase's own relations count too ("the man wearing the coat")
+        phrase = reread(s.region, s.object_id, graph, relations) if s.region else None
+        if phrase:
+            preds += [reads_as(t.predicate, t.inverse) for t in phrase.tails]
+            named = tail_objects(phrase, graph, relations) & (ids - {s.object_id})
+            if named:
+                fails.append(("duplicate_in_chain", f"the region phrase of {s.object_id} names {sorted(named)}, which the chain names again"))
     repeated = sorted({p for p in preds if preds.count(p) > 1})
     if repeated:
         fails.append(("repeated_predicate", f"{', '.join(repeated)} more than once in the chain"))

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.boxes import area, intersection, intersection_over_first
 from core.schema import EXACT_SOURCES, Box, Relation, SceneGraph
 from pipeline.chains.grammar import canonical, is_symmetric
+from pipeline.normalise.names import may_be
 
 EXACT_PREDICATES = ("in", "on", "above", "below", "left of", "right of", "near")
 PHOTO_PREDICATES = ("left of", "right of", "above", "below", "near")
@@ -131,8 +133,7 @@ def policy_for(graph: SceneGraph) -> Policy:
     return EXACT if graph.source in EXACT_SOURCES else PHOTO
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):  # a tuple: a graph holds ~n^2 of them, and a frozen dataclass costs 3x to build
     """One way to name an object by another: ``predicate`` read forward (this --p--> other) or inverse
     (other --p--> this), with the origin of the fact behind it; ``known`` is False for a predicate the
     grammar does not know (``predicate`` is then the annotated text)."""
@@ -150,6 +151,23 @@ class RelationGraph:
     out_edges: dict[str, list[Edge]]  # object -> the edges that name it by another, sorted
     policy: Policy = PHOTO
     unknown: frozenset[tuple[str, str, str]] = frozenset()  # facts whose predicate the grammar does not know
+
+    def __post_init__(self) -> None:
+        self._nouns: dict[str, frozenset[str]] = {}  # noun -> ids of the objects it may name
+        self._attributes: dict[str, frozenset[str]] = {}  # object id -> its attributes, lower case
+
+    def attributes_of(self, obj) -> frozenset[str]:
+        attrs = self._attributes.get(obj.id)
+        if attrs is None:
+            attrs = self._attributes[obj.id] = frozenset(a.lower().strip() for a in obj.attributes)
+        return attrs
+
+    def may_name(self, graph: SceneGraph, noun: str) -> frozenset[str]:
+        """Ids of the objects of ``graph`` (the graph this was built from) that 'the <noun>' may mean."""
+        ids = self._nouns.get(noun)
+        if ids is None:
+            ids = self._nouns[noun] = frozenset(o.id for o in graph.objects if may_be(o, noun))
+        return ids
 
     def holds(self, subject_id: str, predicate: str, object_id: str) -> bool:
         return (subject_id, predicate, object_id) in self.facts
@@ -192,18 +210,19 @@ def build_relation_graph(graph: SceneGraph, geometric: bool = True, policy: Poli
     policy = policy or policy_for(graph)
     facts, unknown = annotated_facts(graph)
     if geometric:
+        predicates, origin = (exact_predicates if policy.name == "exact" else photo_predicates), policy.origin
         for a in graph.objects:
             for b in graph.objects:
                 if a.id != b.id:
-                    for p in policy.predicates(a.box, b.box):
-                        facts.setdefault((a.id, p, b.id), policy.origin)
+                    for p in predicates(a.box, b.box):
+                        facts.setdefault((a.id, p, b.id), origin)
     out: dict[str, list[Edge]] = defaultdict(list)
     for (s, p, o), origin in sorted(facts.items()):
         known = (s, p, o) not in unknown
         out[s].append(Edge(p, o, False, origin, known))
         if origin == "annotated" and not (known and is_symmetric(p)):
             out[o].append(Edge(p, s, True, origin, known))  # "the coat the man is wearing"
-    return RelationGraph(facts, {k: sorted(v, key=lambda e: (e.predicate, e.other, e.inverse)) for k, v in out.items()}, policy, frozenset(unknown))
+    return RelationGraph(facts, {k: sorted(v) for k, v in out.items()}, policy, frozenset(unknown))
 
 
 def geometric_relations(graph: SceneGraph) -> list[Relation]:

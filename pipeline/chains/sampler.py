@@ -19,6 +19,7 @@ from core.boxes import quantize
 from core.schema import EXACT_SOURCES, Example, Query, Rejection, SceneGraph, SceneObject, Step
 from pipeline.chains import templates as T
 from pipeline.chains.expressions import minimal_attributes
+from pipeline.chains.grammar import reads_as
 from pipeline.chains.quality import quality_failures
 from pipeline.chains.regions import Phrase, tail_objects, usable_phrases
 from pipeline.chains.relations import Edge, RelationGraph
@@ -47,16 +48,21 @@ def _single_value(obj: SceneObject, kind: str) -> str | None:
     return values[0] if len(set(values)) == 1 else None
 
 
-def _walk(rng: random.Random, graph: SceneGraph, relations: RelationGraph, target: str, length: int) -> tuple[list[str], list[Edge]]:
-    """Random walk from the target; returns (objects target-first, the edges naming each by the next)."""
+def _walk(
+    rng: random.Random, graph: SceneGraph, relations: RelationGraph, target: str, length: int, avoid_name: str | None = None
+) -> tuple[list[str], list[Edge]]:
+    """Random walk from the target; returns (objects target-first, the edges naming each by the next).
+    ``avoid_name``: a noun no other object of the path may have (an object question's answer)."""
     objects = {o.id: o for o in graph.objects}
     exact = graph.source in EXACT_SOURCES
+    merged = not exact or any(o.merged_from for o in graph.objects)  # else no two objects are one thing
     path, edges = [target], []
     while len(path) < length:
-        used = {e.predicate for e in edges}
+        used = {reads_as(e.predicate, e.inverse) for e in edges}
         options = [
             e for e in relations.out_edges.get(path[-1], [])
-            if e.other not in path and e.predicate not in used and not any(are_duplicates(objects[e.other], objects[p], exact) for p in path)
+            if e.other not in path and reads_as(e.predicate, e.inverse) not in used and objects[e.other].name != avoid_name
+            and not (merged and any(are_duplicates(objects[e.other], objects[p], exact) for p in path))
         ]
         # annotated relations the grammar can write first; then the rest (geometric ones, and annotated
         # ones the grammar does not know, which reject the candidate and are counted per predicate)
@@ -95,7 +101,7 @@ class ChainSampler:
                         break
                     target, kind = rng.choice(free)
                     length = rng.choices(self.config.path_lengths, self.config.path_weights)[0]
-                    path, edges = _walk(rng, graph, relations, target.id, length)
+                    path, edges = _walk(rng, graph, relations, target.id, length, target.name if qtype == "object" else None)
                     if len(path) < 2:
                         used.add(target.id)  # a lone object cannot anchor a chain
                         continue
@@ -139,13 +145,13 @@ class ChainSampler:
         asked = value
         if qtype == "judge" and not judge_yes:
             asked = rng.choice([v for v in JUDGE_VALUES[kind] if v not in set(target.attributes)])
-        for anchor in ([region, None] if region else [None]):  # a region phrase that makes the question too long gives way
+        for anchor in ([region, None] if region else [None]):  # a region phrase that breaks a rule gives way
             built = self._steps(graph, relations, objects, edge_of, qtype, kind, value, kinds, anchor, ex_id, image_path)
             if isinstance(built, Rejection):
                 return built
             ex = self._example(graph, objects, edge_of, built, qtype, kind, value, asked, judge_yes, ex_id, image_path, seed)
             fails = quality_failures(ex, graph, relations)
-            if not fails or fails[0][0] != "question_too_long":
+            if not fails:
                 break
         if fails:
             return Rejection("chains", ex_id, fails[0][0], fails[0][1], file=image_path)

@@ -71,11 +71,12 @@ def merge_duplicates(graph: SceneGraph) -> tuple[SceneGraph, list[Rejection]]:
         k_keep = max(sorted(idx), key=lambda k: (said[objects[k].id], len(objects[k].attributes), -k))
         keeper = objects[k_keep]
         others = [objects[k] for k in sorted(idx) if k != k_keep]
-        names = [keeper.name, *(n for o in [keeper, *others] for n in (o.name, *o.names))]
+        name = most_specific([o.name for o in [keeper, *others]])
+        names = dict.fromkeys(n for o in [keeper, *others] for n in (o.name, *o.names) if n and n != name)
         merged[k_keep] = replace(
             keeper,
-            name=most_specific([o.name for o in [keeper, *others]]),
-            names=tuple(dict.fromkeys(n for n in names if n)),
+            name=name,
+            names=tuple(names),
             attributes=tuple(dict.fromkeys(a for o in [keeper, *others] for a in o.attributes)),
             synsets=tuple(dict.fromkeys(s for o in [keeper, *others] for s in o.synsets)),
             merged_from=tuple(dict.fromkeys([*keeper.merged_from, *(i for o in others for i in (o.id, *o.merged_from))])),

@@ -1,7 +1,7 @@
 """The normalise step: one scene graph in, the graph chains are drawn from out, with its records.
 
-1. Names: lower case, singular, the lexicon's spelling (`names.canonical_name`); every name the source
-   gave is kept in ``names`` (synsets too), the first is the one the text uses.
+1. Names: lower case, singular, the lexicon's spelling (`names.canonical_name`); the first is the one
+   the text uses, the others the source gave stay in ``names`` (synsets too).
 2. Attributes: typed and canonical (`attributes.canonical`): "Light Blue" -> "blue", "WOODEN" -> "wood";
    repeats dropped.
 3. Duplicates merged (`duplicates.merge_duplicates`); relations follow.
@@ -31,8 +31,7 @@ class Normalised:
 
 
 def _object(o: SceneObject, counts: Counter) -> SceneObject | None:
-    raw_names = [o.name, *o.names]
-    names = tuple(dict.fromkeys(n for n in (canonical_name(x) for x in raw_names) if n))
+    names = tuple(dict.fromkeys(n for n in (canonical_name(x) for x in (o.name, *o.names)) if n))
     if not names:
         return None
     if names[0] != o.name:
@@ -45,7 +44,10 @@ def _object(o: SceneObject, counts: Counter) -> SceneObject | None:
             if text != a:
                 counts["attributes_rewritten"] += 1
             attrs.append(text)
-    return replace(o, name=names[0], names=names, attributes=tuple(dict.fromkeys(attrs)))
+    attrs = tuple(dict.fromkeys(attrs))
+    if names[0] == o.name and names[1:] == o.names and attrs == o.attributes:
+        return o  # already normal (a rendered scene's objects are): no copy
+    return replace(o, name=names[0], names=names[1:], attributes=attrs)
 
 
 def normalise(graph: SceneGraph) -> Normalised:

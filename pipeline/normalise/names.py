@@ -111,7 +111,12 @@ def compatible(a: SceneObject, b: SceneObject) -> bool:
 
 def may_be(obj: SceneObject, noun: str) -> bool:
     """May ``obj`` be what 'the <noun>' means? (uniqueness counts every such object)"""
-    return keys_compatible(name_keys(obj), (canonical_name(noun),))
+    return noun == obj.name or _may_be(name_keys(obj), noun)
+
+
+@lru_cache(maxsize=65536)
+def _may_be(keys: frozenset[str], noun: str) -> bool:  # cached: uniqueness asks it of every object, many times
+    return keys_compatible(keys, (canonical_name(noun),))
 
 
 def most_specific(names: Iterable[str]) -> str:
