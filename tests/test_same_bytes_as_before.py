@@ -7,13 +7,14 @@ floor plan changed on purpose: a release keeps its resolved `config.yaml`, and i
 built" block gives the exact `gcot build` command and that config; the rest of the card is compared
 line for line with the recorded card (kept beside the digests).
 
-Recorded again at commit 14f983d (issue 16), which changed the releases on purpose: every step keeps
+Recorded again at commit b52bd28 (issue 16), which changed the releases on purpose: every step keeps
 the origin of its relation, its direction and its region phrase (three new Parquet columns); the
-chains change (the walk takes annotated relations first and never a predicate twice; the quality
-rules reject candidates that say their answer: the demo releases 1776 examples instead of 1798;
-"inside" is the canonical "in"); the card gains its quality section and plots/quality_vs_mmgcot.png.
-The Visual Genome layout build is read as photos (normalise step; only left of, right of, above,
-below and near from boxes): 355 examples instead of 360.
+chains change (the walk takes annotated relations first, never shows a predicate twice, and an
+object question's walk avoids the answer's noun; the quality rules reject what still says its
+answer; "inside" is the canonical "in"): the demo releases 1794 examples instead of 1798; the card
+gains its quality section and plots/quality_vs_mmgcot.png. The Visual Genome layout build is read as
+photos (normalise step; only left of, right of, above, below and near from boxes): 359 examples
+instead of 360.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import FIXTURES
 from tests.digests import file_digests
 
-RECORDED = json.loads((FIXTURES / "release_digests_14f983d.json").read_text())
-CARDS = FIXTURES / "cards_14f983d"
+RECORDED = json.loads((FIXTURES / "release_digests_b52bd28.json").read_text())
+CARDS = FIXTURES / "cards_b52bd28"
 
 
 def card_without_how_it_was_built(text: str) -> str:
