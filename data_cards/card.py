@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-from data_cards import plots
+from data_cards import plots, quality
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -21,6 +21,7 @@ def _env() -> jinja2.Environment:
 def render_gcot_card(release: Path, stats: dict, meta: dict, sizes: dict) -> str:
     """Write plots under ``release/plots`` and return the card's text."""
     files = plots.render(stats, release / "plots")
+    files["quality"] = quality.render_plot(stats["quality"], release / "plots")
     return _env().get_template("gcot_card.md.j2").render(stats=stats, meta=meta, sizes=sizes, plots=files)
 
 

@@ -1,5 +1,6 @@
 """Numbers the data card shows: counts per type and split, steps per chain, answers, box sizes,
-rejections per rule, and the reconciliation candidates = released + rejected.
+rejections per rule, the quality section (`data_cards.quality`), and the reconciliation
+candidates = released + rejected.
 
 ``CardStats`` takes the examples and rejections one at a time, in one pass, so a release of any size
 is counted while it is written; what it keeps grows with the vocabulary (answers, rules), not with
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 
 from core.boxes import area
 from core.schema import QUESTION_TYPES, SPLITS, Example, Rejection
+from data_cards import quality
 
 BOX_AREA_BINS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0000001)
 
@@ -36,9 +38,11 @@ class CardStats:
         self.detector_model: str | None = None
         self.min_ious, self.mean_ious = array("d"), array("d")
         self.flagged = self.drafted = 0
+        self.quality = quality.QualityStats()
 
     def add(self, ex: Example) -> None:
         self.examples += 1
+        self.quality.add_example(ex)
         self.per_split_type.setdefault(ex.split, {t: 0 for t in QUESTION_TYPES})[ex.type] += 1
         self.steps[ex.type][len(ex.steps)] += 1
         self.answers[ex.type][ex.answer] += 1
@@ -64,6 +68,7 @@ class CardStats:
         self.rejections += 1
         self.example_rejections += r.is_example
         self.by_rule[(r.stage, r.rule)] += 1
+        self.quality.add_rejection(r)
 
     def result(self, candidates: int) -> dict:
         return {
@@ -82,6 +87,7 @@ class CardStats:
             "rejections_by_rule": [{"stage": s, "rule": r, "count": n} for (s, r), n in sorted(self.by_rule.items())],
             "review": dict(sorted(self.review.items())),
             "detector": self._detector(),
+            "quality": self.quality.result(),
         }
 
     def _detector(self) -> dict | None:

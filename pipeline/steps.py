@@ -1,8 +1,8 @@
 """The build-gcot steps as plain functions; the Prefect flow only wires these.
 
-ingest (source -> scene-graph shards on disk) -> build_shard (relation graph, chains, verification;
-per shard of a few hundred images) -> model_shard (only with a model stage on: question rewriting,
-answerability judge) -> finalize (splits by image, ids, cross-split check) -> write_release (atomic).
+ingest (source -> scene-graph shards on disk) -> build_shard (normalise, relation graph, chains,
+verification; per shard of a few hundred images) -> model_shard (only with a model stage on: question
+rewriting, answerability judge) -> finalize (splits by image, ids, cross-split check) -> write_release (atomic).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,8 @@ from pipeline.models import settings as m  # the model fields' types, each with 
 from pipeline.models.questions import JUDGE, REWRITE, judge_answers, rewrite_questions
 from pipeline.models.settings import ModelSettings
 from pipeline.models.usage import StageUsage, merge
+from pipeline.normalise.graph import normalise
+from pipeline.normalise.names import LEXICON_FILE
 from pipeline.release.spill import SortedSpill
 from pipeline.sources.base import ReadOptions, SourceError, reconcile
 from pipeline.sources.coco import images_folder
@@ -44,11 +47,12 @@ from pipeline.verify import check_splits, verify_batch
 log = logging.getLogger(__name__)
 
 # What a GCoT shard's results depend on: editing the CLI, the flows or LongV-EVAL keeps finished shards.
-GCOT_CODE = ("core", "pipeline.sources", "pipeline.chains", "pipeline.verify", "pipeline.wording", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
+GCOT_CODE = ("core", "pipeline.sources", "pipeline.normalise", "pipeline.chains", "pipeline.verify", "pipeline.wording", "pipeline.detect", "pipeline.evaluation", "pipeline.steps")
 
 
 def gcot_code_digest() -> str:
-    return code_digest(*GCOT_CODE)
+    """The code's digest and the normalise lexicon's (a data file: code_digest reads .py files only)."""
+    return hashlib.sha256((code_digest(*GCOT_CODE) + LEXICON_FILE.read_text()).encode()).hexdigest()[:16]
 
 
 class BuildConfig(BuildConfigBase):
@@ -160,6 +164,7 @@ class ShardResult:
     candidates: int
     examples: int
     rejected: int
+    counts: dict[str, int] | None = None  # what the normalise step changed, region phrases by outcome
 
 
 def _sha256(path: Path) -> str:
@@ -266,13 +271,18 @@ def build_shard(
         return ShardResult(**json.loads(marker.read_text()))
     detector, found = load_detections(detections) if detections else ("", {})
     sampler = ChainSampler(ChainConfig(per_type=dict(per_type)), get_rewriter(rewriter))
-    graphs, relations, candidates, rejections = {}, {}, [], []
+    graphs, relations, candidates, rejections, counts = {}, {}, [], [], Counter()
     for g in load_scene_graphs(shard):
         drafted = _draft(g, found)
+        norm = normalise(g)
+        g = norm.graph
+        rejections += norm.records
+        counts.update(norm.counts)
         rg = build_relation_graph(g)
         graphs[g.image_id], relations[g.image_id] = g, rg
         image_path = f"{release_prefix}/{g.image}" if release_prefix else g.image
         exs, rej = sampler.sample(g, rg, image_path, seed)
+        counts.update(sampler.last_region_counts)
         if not exs and not rej:  # nothing to ask of this image: say so rather than drop it silently
             why = f"{len(g.objects)} object(s)" + (" detected" if drafted or g.source == "images" else "") + ", no relation path of 2 or more"
             rejections.append(Rejection("scene", g.image_id, "no_chain", why, file=g.image))
@@ -291,7 +301,7 @@ def build_shard(
     ex_file, rj_file = out / f"{key}.examples.jsonl", out / f"{key}.rejections.jsonl"
     write_text_atomic(ex_file, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in kept))
     write_text_atomic(rj_file, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in rejections))
-    result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections))
+    result = ShardResult(key, str(ex_file), str(rj_file), n_candidates, len(kept), len(rejections), dict(sorted(counts.items())))
     write_text_atomic(marker, json.dumps(asdict(result)))
     return result
 

@@ -2,8 +2,11 @@
 
 Per example (`verify_example`): boxes inside the image with non-zero area; each step's text carries
 its box; boxes agree with the scene graph; the answer box is the last grounded step's box; the answer
-agrees with the scene graph; every step's expression picks out exactly one object; the question reads
-right (articles agree, no doubled word: templates and model rewrites alike, `pipeline.wording`).
+agrees with the scene graph; every step's expression picks out exactly one object (a step made from
+a region description is read again from its phrase); the question reads right (articles agree, no
+doubled word: templates and model rewrites alike, `pipeline.wording`); and the quality rules
+(`chains.quality`): no thing twice in a chain, every relation backed by the graph, no predicate twice,
+the answer not said in the question, no question longer than the official test set's longest of its type.
 Across examples (`verify_batch`): no duplicate question per image. Across splits (`check_splits`): no
 image in two splits.
 """
@@ -15,7 +18,11 @@ from collections.abc import Iterable
 from core.boxes import area, find_boxes, inside_image
 from core.schema import Example, Rejection, SceneGraph
 from pipeline.chains.expressions import chain_matches
+from pipeline.chains.quality import QUALITY_RULES, quality_failures
+from pipeline.chains.regions import phrase_matches, reread
 from pipeline.chains.relations import RelationGraph
+from pipeline.normalise.attributes import same_value
+from pipeline.normalise.names import canonical_name
 from pipeline.wording import grammar_failures
 
 RULES = (
@@ -28,17 +35,13 @@ RULES = (
     "answer_agrees_with_scene_graph",
     "unique_expression",
     "question_wording",
+    *QUALITY_RULES,
 )
 BOX_TOLERANCE = 1e-3  # boxes are printed with 3 decimals
 
 
 def _close(a, b) -> bool:
     return all(abs(x - y) <= BOX_TOLERANCE + 1e-9 for x, y in zip(a, b, strict=True))
-
-
-def _canon(word: str) -> str:
-    w = word.lower().strip().rstrip(".")
-    return {"wooden": "wood", "metallic": "metal", "grey": "gray"}.get(w, w)
 
 
 def example_failures(ex: Example, graph: SceneGraph | None, relations: RelationGraph | None) -> list[tuple[str, str]]:
@@ -72,21 +75,28 @@ def example_failures(ex: Example, graph: SceneGraph | None, relations: RelationG
                 fails.append(("box_matches_scene_graph", f"step {k} box {list(s.box)} != object {obj.id} box {list(obj.box)}"))
     target = ids.get(grounded[-1].object_id or "")
     if target is not None:
-        attrs = {_canon(a) for a in target.attributes}
+        attrs = sorted(target.attributes)
         q = ex.query
         if ex.type == "attribute":
-            ok = _canon(ex.answer) in attrs
+            ok = any(same_value(ex.answer, a) for a in attrs)
         elif ex.type == "judge":
-            expected = "yes" if _canon(q.value or "") in attrs else "no"
+            expected = "yes" if any(same_value(q.value or "", a) for a in attrs) else "no"
             ok = ex.answer.lower() == expected
         else:
-            ok = _canon(ex.answer) == _canon(target.name)
+            ok = canonical_name(ex.answer) == canonical_name(target.name)
         if not ok:
-            fails.append(("answer_agrees_with_scene_graph", f"answer {ex.answer!r} disagrees with object {target.id} ({target.name}: {sorted(attrs)})"))
-    for k, (s, m) in enumerate(zip([s for s in ex.steps if s.object_id], chain_matches(graph, relations, ex.steps)), 1):
+            fails.append(("answer_agrees_with_scene_graph", f"answer {ex.answer!r} disagrees with object {target.id} ({target.name}: {attrs})"))
+
+    def region_matches(step) -> set[str]:
+        p = reread(step.region, step.object_id, graph, relations)
+        if p is None or p.render() not in step.text:
+            return set()  # a phrase that no longer reads as it did picks out nothing
+        return phrase_matches(p, graph, relations)
+
+    for k, (s, m) in enumerate(zip([s for s in ex.steps if s.object_id], chain_matches(graph, relations, ex.steps, region_matches)), 1):
         if m != {s.object_id}:
             fails.append(("unique_expression", f"step {k} picks out {len(m)} objects {sorted(m)[:5]}, not {s.object_id} alone"))
-    return fails
+    return fails + quality_failures(ex, graph, relations)
 
 
 def verify_example(ex: Example, graph: SceneGraph | None, relations: RelationGraph | None) -> Rejection | None:

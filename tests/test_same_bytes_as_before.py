@@ -1,13 +1,23 @@
-"""The floor plan moved every module and changed no result: releases equal those of the code before it.
+"""Releases equal those recorded: same inputs and parameters, same bytes.
 
-The digests were recorded at commit 9c117ea (before the move) by building the same inputs with the
-same parameters: the demo (300 synthetic scenes, seed 7) and a Visual Genome layout folder (60
-synthetic scenes, seed 3, built with seed 5 in shards of 25). What the floor plan changed on purpose:
-a release now keeps its resolved `config.yaml`, and its card's "how it was built" block gives the exact
-`gcot build` command and that config; the rest of the card is compared line for line with the card
-of 9c117ea (kept beside the digests). Since the output guard (issue 15), a release also carries
-`.gcot-forge.json`, the marker that says this tool wrote it and lists every other file of it (it is
-written after them, so no other file changes); its bytes follow from the file set and are checked here.
+Recorded first at commit 9c117ea (before the floor plan moved every module, which changed no result)
+by building the same inputs with the same parameters: the demo (300 synthetic scenes, seed 7) and a
+Visual Genome layout folder (60 synthetic scenes, seed 3, built with seed 5 in shards of 25). What the
+floor plan changed on purpose: a release keeps its resolved `config.yaml`, and its card's "how it was
+built" block gives the exact `gcot build` command and that config; the rest of the card is compared
+line for line with the recorded card (kept beside the digests). Since the output guard (issue 15), a
+release also carries `.gcot-forge.json`, the marker that says this tool wrote it and lists every other
+file of it (it is written after them, so no other file changes); its bytes follow from the file set
+and are checked here.
+
+Recorded again at commit b52bd28 (issue 16), which changed the releases on purpose: every step keeps
+the origin of its relation, its direction and its region phrase (three new Parquet columns); the
+chains change (the walk takes annotated relations first, never shows a predicate twice, and an
+object question's walk avoids the answer's noun; the quality rules reject what still says its
+answer; "inside" is the canonical "in"): the demo releases 1794 examples instead of 1798; the card
+gains its quality section and plots/quality_vs_mmgcot.png. The Visual Genome layout build is read as
+photos (normalise step; only left of, right of, above, below and near from boxes): 359 examples
+instead of 360.
 """
 
 from __future__ import annotations
@@ -25,8 +35,8 @@ from pipeline.steps import BuildConfig, run_plain
 from tests.conftest import FIXTURES
 from tests.digests import file_digests
 
-RECORDED = json.loads((FIXTURES / "release_digests_9c117ea.json").read_text())
-CARDS = FIXTURES / "cards_9c117ea"
+RECORDED = json.loads((FIXTURES / "release_digests_b52bd28.json").read_text())
+CARDS = FIXTURES / "cards_b52bd28"
 
 
 def card_without_how_it_was_built(text: str) -> str:

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 
@@ -107,3 +108,56 @@ def test_split_leak(setup):
     a.split, b.split = "train", "test"
     leaks = check_splits([a, b])
     assert [(r.id, r.rule) for r in leaks] == [(b.id, "split_by_image")]
+
+
+def failed_rules(ex, g, rg):
+    verify_example(ex, g, rg)
+    return [f["rule"] for f in ex.verification.failures]
+
+
+def test_quality_rules_each_with_its_reason(setup):
+    g, rg, exs = setup
+    ex = exs["attribute"]
+    assert failed_rules(ex, g, rg) == []
+    assert ex.verification.rules[-5:] == ["duplicate_in_chain", "relation_not_backed", "repeated_predicate", "answer_in_question", "question_too_long"]
+
+    dup = copy.deepcopy(ex)  # one thing twice: the second step's object is the first's, annotated again
+    first, second = dup.grounded_steps[0].object_id, dup.grounded_steps[1].object_id
+    g2 = copy.deepcopy(g)
+    g2.objects = [o if o.id != second else dataclasses.replace(o, merged_from=(first,)) for o in g2.objects]
+    assert "duplicate_in_chain" in failed_rules(dup, g2, rg)
+
+    unbacked = copy.deepcopy(ex)  # "on" from boxes on a photo
+    unbacked.grounded_steps[1].relation, unbacked.grounded_steps[1].relation_origin = "on", "geometric"
+    assert "relation_not_backed" in failed_rules(unbacked, g, rg)
+
+    leaked = copy.deepcopy(ex)
+    leaked.question = leaked.question.replace("?", f" near the {leaked.answer.lower()} thing?")
+    assert failed_rules(leaked, g, rg) == ["answer_in_question"]
+
+    long = copy.deepcopy(ex)
+    long.question = "What is the color of the " + "very " * 25 + "thing?"
+    assert "question_too_long" in failed_rules(long, g, rg)
+
+
+def test_a_repeated_predicate_is_rejected():
+    """Also when the text repeats it under two canonical names: 'behind' is in front of read backwards."""
+    g = tabletop()
+    rg = build_relation_graph(g)
+    for seed in range(40):
+        exs, _ = ChainSampler(ChainConfig(per_type={"attribute": 3, "object": 3})).sample(g, rg, "vg/VG_100K/42.jpg", seed)
+        three = [e for e in exs if len(e.grounded_steps) >= 3]
+        if three:
+            break
+    ex = copy.deepcopy(three[0])
+    ex.grounded_steps[2].relation = ex.grounded_steps[1].relation
+    ex.grounded_steps[2].relation_inverse = ex.grounded_steps[1].relation_inverse
+    assert "repeated_predicate" in failed_rules(ex, g, rg)
+
+
+def test_a_predicate_repeated_in_the_text_only_is_caught():
+    from pipeline.chains.grammar import reads_as
+
+    assert reads_as("in front of", True) == reads_as("behind", False) == "behind"
+    assert reads_as("has", True) == reads_as("of", False) == "of"
+    assert reads_as("wearing", True) == reads_as("wearing", False)

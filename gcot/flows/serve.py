@@ -59,6 +59,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     APILogWorker.drain_all(timeout=10)
     proc.terminate()
     proc.wait(timeout=30)
+    proc.watchdog.release()  # stopped here: the watchdog has nothing left to do
 
 
 def serve_local(host: str, port: int, name: str, start_server_too: bool = True, start_server: bool | None = None) -> int:
@@ -87,7 +88,5 @@ def serve_local(host: str, port: int, name: str, start_server_too: bool = True, 
         serve(*(f.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH) for f in (build_gcot, build_longv_eval)))
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-            proc.watchdog.release()
+            stop_server(proc)
     return 0

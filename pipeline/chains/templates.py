@@ -2,7 +2,8 @@
 
 Released MM-GCoT lines read "Step k: The <phrase> is at [x, y, w, h]"; judge chains may end with a
 line without a box ("Step 4: The color of the letter S is white."). Answers are capitalised words
-("White", "Yes", "Bowl").
+("White", "Yes", "Bowl"). Relations are written by the predicate grammar (`grammar.phrase`), never
+pasted: "the coat the man is wearing", "the face of the woman".
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 
 from core.boxes import format_box
 from core.schema import Box
+from pipeline.chains.grammar import phrase as relation_phrase
+from pipeline.normalise.names import is_plural
 
 
 def phrase(name: str | None, attributes: Sequence[str]) -> str:
@@ -18,39 +21,32 @@ def phrase(name: str | None, attributes: Sequence[str]) -> str:
     return " ".join([*attributes, name if name is not None else "object"])
 
 
-def step_sentence(step_phrase: str, relation: str | None, previous_name: str | None, box: Box) -> str:
-    ref = f" {relation} the {previous_name}" if relation and previous_name else ""
-    return f"The {step_phrase}{ref} is at {format_box(box)}"
+def named_by(head: str, relation: str | None, inverse: bool, other: str | None) -> str:
+    """'hat', ('on', forward), 'man' -> 'hat on the man'; without a relation, the head alone."""
+    if not relation or other is None:
+        return head
+    return relation_phrase(relation, inverse, head, f"the {other}")
+
+
+def _be(head_noun: str | None) -> str:
+    return "are" if head_noun and is_plural(head_noun) else "is"
+
+
+def step_sentence(noun_phrase: str, head_noun: str | None, box: Box) -> str:
+    return f"The {noun_phrase} {_be(head_noun)} at {format_box(box)}"
 
 
 def attribute_fact(kind: str, name: str, value: str) -> str:
     return f"The {kind} of the {name} is {value}."
 
 
-def nested_expression(phrases: Sequence[str], relations: Sequence[str | None]) -> str:
-    """Target-first expression: phrases/relations given anchor-first, as the steps run.
-
-    ('table', 'mug' near, 'white object' on) -> 'white object on the mug near the table'.
-    """
-    parts: list[str] = []
-    for i in range(len(phrases) - 1, -1, -1):
-        parts.append(phrases[i])
-        if i > 0:
-            parts.append(f"{relations[i]} the")
-    return " ".join(parts)
-
-
 def attribute_question(kind: str, expression: str) -> str:
     return f"What is the {kind} of the {expression}?"
 
 
-def judge_question(expression: str, value: str) -> str:
-    return f"Is the {expression} {value}?"
+def judge_question(expression: str, value: str, head_noun: str | None = None) -> str:
+    return f"{_be(head_noun).capitalize()} the {expression} {value}?"
 
 
 def object_question(expression: str) -> str:
     return f"What is the {expression}?"
-
-
-def answer_word(word: str) -> str:
-    return word[:1].upper() + word[1:]

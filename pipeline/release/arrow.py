@@ -54,6 +54,9 @@ FEATURES = Features(
                 "name": Value("string"),
                 "attributes": List(Value("string")),
                 "relation": Value("string"),
+                "relation_origin": Value("string"),  # annotated, geometric (photo boxes) or exact (rendered scene)
+                "relation_inverse": Value("bool"),  # the relation reads previous -> this step's object
+                "region": Value("string"),  # the region description the step's expression was made from
             }
         ),
         "answer": Value("string"),
@@ -100,6 +103,9 @@ def to_row(ex: Example, image_bytes: bytes | None, mmgcot_id: int, image_path: s
                 "name": s.name,
                 "attributes": list(s.attributes),
                 "relation": s.relation,
+                "relation_origin": s.relation_origin,
+                "relation_inverse": s.relation_inverse,
+                "region": s.region,
             }
             for s in ex.steps
         ],
@@ -138,6 +144,9 @@ def from_row(row: dict) -> Example:
                 name=s["name"],
                 attributes=tuple(s["attributes"] or ()),
                 relation=s["relation"],
+                relation_origin=s.get("relation_origin"),
+                relation_inverse=bool(s.get("relation_inverse")),
+                region=s.get("region"),
             )
             for s in row["steps"]
         ],

@@ -114,10 +114,17 @@ class VGObject(_Record):
     names: Texts = []
     name: Text | None = None
     attributes: Texts = []
+    synsets: Texts = []  # WordNet synsets VG gives an object ("man.n.01"): the normalise step groups names by them
 
     @property
     def first_name(self) -> str:
         return next((n.strip() for n in [*self.names, self.name or ""] if n.strip()), "")
+
+    @property
+    def other_names(self) -> tuple[str, ...]:
+        """The names after the first, lowercased (VG gives a few objects several)."""
+        given = [n.strip().lower() for n in (self.names or [self.name or ""]) if n.strip()]
+        return tuple(given[1:])
 
 
 def _ref(v: Any) -> Any:

@@ -4,6 +4,7 @@ Reads ``image_data.json`` (sizes and image paths) and ``scene_graphs.json`` (obj
 boxes and attributes; relationships with ``subject_id``/``object_id``). Where the scene graphs carry no
 attributes, ``attributes.json`` is merged in; without ``scene_graphs.json``, ``attributes.json`` (or
 ``objects.json``) and ``relationships.json`` (nested subject/object records) are used instead.
+``region_descriptions.json``, when there, gives each graph its image's region phrases (`vg_regions`).
 Boxes are absolute pixel ``x, y, w, h`` in the files; they are normalized here.
 
 Every image id of either file is one record (`pipeline.sources.base`): a graph with its image's
@@ -33,6 +34,7 @@ from pipeline.sources.records import (
     check,
     record_id,
 )
+from pipeline.sources.vg_regions import REGIONS_FILE, RegionStream, regions_for
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,14 @@ class VisualGenomeSource(Source):
         super().__init__(name=name, root=Path(root), release_prefix="vg", options=options or ReadOptions())
         if not (self.root / "image_data.json").is_file():
             raise SourceError(f"{self.root}: no image_data.json; is this a Visual Genome folder?")
+        self._regions: RegionStream | None = None
 
     def iter_records(self) -> Iterator[SceneGraph | Rejection]:
         yield from self.with_images(self._records())
 
     def _records(self) -> Iterator[SceneGraph | Rejection | Pending]:
+        regions_file = self.root / REGIONS_FILE
+        self._regions = RegionStream(regions_file) if regions_file.is_file() else None  # read along with the graphs
         meta_file = self.root / "image_data.json"
         metas: dict[str, VGImage | str] = {}  # image id -> its metadata, or why it does not validate
         unfiled = [bad for item in iter_array(meta_file) if (bad := self._meta(item, metas, str(meta_file)))]  # records of their own
@@ -235,7 +240,8 @@ class VisualGenomeSource(Source):
                 yield reject(gfile, rid, "box_out_of_range", f"object {oid} of image {image_id}: {why}")
                 continue
             attrs = obj.attributes or extra.get(oid) or []
-            objects.append(SceneObject(oid, name.lower(), box, tuple(a.strip().lower() for a in attrs if a and a.strip())))
+            objects.append(SceneObject(oid, name.lower(), box, tuple(a.strip().lower() for a in attrs if a and a.strip()),
+                                       names=obj.other_names, synsets=tuple(obj.synsets)))
         ids = {o.id for o in objects}
         relations: list[Relation] = []
         for k, r in enumerate(graph.relationships):
@@ -252,7 +258,13 @@ class VisualGenomeSource(Source):
                 yield reject(gfile, rid, "relation_without_predicate", f"relationship {rel.relationship_id or '#' + str(k)} of image {image_id} has an empty predicate")
                 continue
             relations.append(Relation(rel.subject_id, pred, rel.object_id, "given"))
-        yield SceneGraph(image_id, image, info.width, info.height, objects, relations, source=self.name, transposed=info.transposed)
+        regions: list = []
+        if self._regions is not None:
+            regions, bad = regions_for(image_id, self._regions.regions_of(image_id), str(self._regions.path), declared, info)
+            yield from self._regions.faults
+            self._regions.faults.clear()
+            yield from bad
+        yield SceneGraph(image_id, image, info.width, info.height, objects, relations, source=self.name, transposed=info.transposed, regions=regions)
 
 
 _ID = re.compile(rb'^\s*\{\s*"(?:image_id|id)"\s*:\s*(\d+|"[^"\\]{1,200}")')
