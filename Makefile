@@ -76,6 +76,7 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_longv.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_vg_scale.py
 	$(PY) benchmarks/bench_efficiency.py
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_swap.py

@@ -38,7 +38,7 @@ from pipeline.models.usage import StageUsage, merge
 from pipeline.normalise.graph import normalise
 from pipeline.normalise.names import LEXICON_FILE
 from pipeline.release.spill import SortedSpill
-from pipeline.sources.base import ReadOptions, SourceError, reconcile
+from pipeline.sources.base import ReadOptions, SourceError
 from pipeline.sources.coco import images_folder
 from pipeline.sources.images import MAX_PIXELS, PILLOW_LIMIT
 from pipeline.sources.registry import SYNTHETIC_SCENES, open_source, release_file
@@ -221,11 +221,6 @@ def ingest(cfg: BuildConfig) -> IngestResult:
         )
     counts = {**c.to_dict(), "limit": cfg.limit}
     return IngestResult(source.name, str(source.root), source.release_prefix, shards, [_sha256(Path(s)) for s in shards], n, rejections, counts, str(upright) if c.transposed else None)
-
-
-def source_accounting(ing: IngestResult, released_images: int) -> dict:
-    """The source's records reconciled (`pipeline.sources.base.reconcile`) for the summary and the card."""
-    return reconcile(ing.counts, ing.images, released_images)
 
 
 def shard_key(digest: str, release_prefix: str, seed: int, per_type: dict[str, int], rewriter: str, code: str, detections: str | None = None) -> str:
@@ -501,8 +496,7 @@ def run_plain(cfg: BuildConfig) -> dict:
             for r, s, dets in tqdm(list(zip(results, ing.shards, detections)), desc="model stages", unit="shard")
         ]
         results, models = [r for r, _ in done], merge([u for _, u in done])
-    s = release(cfg, ing, results, models)
-    return {**s, "records": source_accounting(ing, s["images"])}
+    return release(cfg, ing, results, models)
 
 
 def check_models(cfg: BuildConfig) -> None:
@@ -524,4 +518,4 @@ def release(cfg: BuildConfig, ing: IngestResult, results: list[ShardResult], mod
         stats = write_release(fin.examples(), itertools.chain(ing.rejections, fin.rejections()), fin.candidates, cfg, ing, spill, models)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return {**summary(stats, cfg.out), **({"models": models} if models else {})}
+    return {**summary(stats, cfg.out), "records": stats["records"], **({"models": models} if models else {})}

@@ -109,8 +109,6 @@ def test_a_transposed_image_in_a_release(vg_clean, tmp_path):
     assert all(r["image"].size == (r["width"], r["height"]) for r in rows)  # as `datasets` shows it
 
 
-@pytest.mark.xfail(strict=True, reason="the release writer (issue 21's) still reads release_file(source_root, ...): it must read "
-                   "ingest.image_file(ex.image) (or pass ingest.upright_root) so that the stored bytes are the upright copy")
 def test_the_release_stores_the_upright_pixels(vg_clean, tmp_path):
     import pyarrow.parquet as pq
 

@@ -35,6 +35,7 @@ from pipeline.detect.detector import DEFAULT_METRICS
 from pipeline.release import arrow, llava, mmgcot
 from pipeline.release.jsonlist import JsonListWriter
 from pipeline.release.spill import SortedSpill
+from pipeline.sources.base import reconcile
 from pipeline.sources.registry import release_file
 
 
@@ -43,15 +44,16 @@ def _dir_bytes(path: Path) -> int:
 
 
 class SourceImages:
-    """The files behind released image paths, under the source folder; sizes of the last images met
-    are cached (a release's rows of one image are adjacent)."""
+    """The files behind released image paths: under the source folder, or ingest's upright copy of an
+    EXIF-rotated image (``upright_root``); sizes of the last images met are cached (a release's rows of
+    one image are adjacent)."""
 
-    def __init__(self, source_root: str | Path, release_prefix: str):
-        self.root, self.prefix = Path(source_root), release_prefix
+    def __init__(self, source_root: str | Path, release_prefix: str, upright_root: str | Path | None = None):
+        self.root, self.prefix, self.upright = Path(source_root), release_prefix, upright_root
         self._size = lru_cache(maxsize=1024)(lambda image: self.file(image).stat().st_size)
 
     def file(self, image: str) -> Path:
-        return release_file(self.root, self.prefix, image)
+        return release_file(self.root, self.prefix, image, self.upright)
 
     def size(self, ex: Example) -> int:
         return self._size(ex.image)
@@ -61,7 +63,7 @@ class SourceImages:
 
     def relative(self, ex: Example) -> str:
         """The image's path relative to the source folder (a release by reference stores it)."""
-        return self.file(ex.image).relative_to(self.root).as_posix()
+        return release_file(self.root, self.prefix, ex.image).relative_to(self.root).as_posix()
 
 
 class SplitFormats:
@@ -154,7 +156,7 @@ def write_release(
     their paths under it). ``spill_dir`` takes the review queue's sorted runs; ``models``: the run's
     model-stage summary (`pipeline.models.usage`), when a stage ran. Returns the card's numbers."""
     out = Path(cfg.out).resolve()
-    images = SourceImages(ingest.source_root, ingest.release_prefix)
+    images = SourceImages(ingest.source_root, ingest.release_prefix, ingest.upright_root)
     by_reference = getattr(cfg, "image_storage", "bytes") == "reference"
     done: dict = {}
 
@@ -172,6 +174,7 @@ def write_release(
             "command": cfg.release_command(),
             "config": cfg.stored(),
             **({"models": models} if models else {}),
+            "records": reconcile(ingest.counts, ingest.images, len(stats.image_ids)) if ingest.counts else None,
         }
         if by_reference:
             meta["image_root"] = str(Path(ingest.source_root).resolve())
@@ -211,8 +214,9 @@ def finish_release(tmp: Path, out: Path, sizes: dict, stats: CardStats, write_re
             f.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
     write_review(tmp / "review_queue.jsonl")
     result = stats.result(candidates)
-    if meta.get("models"):
-        result["models"] = meta["models"]
+    for key in ("models", "records"):  # the model stages' summary; the source's records reconciled
+        if meta.get(key):
+            result[key] = meta[key]
     (tmp / "stats.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     n = result["examples"]
     shipped = json.loads(DEFAULT_METRICS.read_text()) if DEFAULT_METRICS.is_file() else None
