@@ -92,5 +92,5 @@ clean:
 	rm -rf releases .gcot-work .prefect test-output bench-output
 
 detector: venv ## retrain the shipped detector on synthetic scenes (two stages, about 50 min on 2 CPU cores)
-	$(PY) -m gcot detector train --epochs 30
-	$(PY) -m gcot detector train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt
+	$(PY) -m gcot detector train --epochs 30 --overwrite
+	$(PY) -m gcot detector train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt --overwrite

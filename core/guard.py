@@ -195,6 +195,31 @@ class OutputGuard:
         return LEGACY_RELEASE_SIGNATURE <= set(names) <= LEGACY_RELEASE_NAMES
 
 
+def check_output_file(out: str | Path, kind: str, inputs: Iterable[tuple[str, str | Path | None]] = (), overwrite: bool = False,
+                      flag: str = "--out", beside: tuple[str, ...] = ()) -> Path:
+    """Where a command may write one file (a results file, detector weights): not a folder, not an input
+    nor inside an input folder, and an existing file only with ``--overwrite`` (a file carries no marker,
+    so its name is all there is to go by). ``beside``: names the command also writes next to it
+    (a weights file's metrics.json), held to the same rule. Returns the resolved path."""
+    out = Path(out).expanduser().resolve()
+    for role, p in ((r, Path(p).expanduser().resolve()) for r, p in inputs if p):
+        if out == p or _within(out, p):
+            raise OutputRefused(f"{flag} {out} {'is' if out == p else 'lies inside'} {role} ({p}), which this command reads. Nothing was changed; choose a path outside it.")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputRefused(f"{flag} {out} lies under {parent}, which is a file. Nothing was changed; choose another path.")
+            break
+    if out.is_dir():
+        raise OutputRefused(f"{flag} {out} is a folder; the {kind} is one file. Nothing was changed; give {flag} a file path.")
+    taken = [f for f in (out, *(out.parent / n for n in beside)) if os.path.lexists(f)]
+    if taken and not overwrite:
+        names = ", ".join(str(f) for f in taken)
+        raise OutputRefused(f"{flag} {out}: {names} already exist{'s' if len(taken) == 1 else ''}. Nothing was changed; pass --overwrite to replace "
+                            f"{'it' if len(taken) == 1 else 'them'}, or choose another path.")
+    return out
+
+
 def prepare_run_folder(guard: OutputGuard, state: str) -> Path:
     """Make ``guard.out`` ready for a run written in place (fine-tuning, efficiency), after ``guard.check``
     gave ``state``: a new or empty folder gets the marker; a run replaced with --overwrite is exchanged for a

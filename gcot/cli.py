@@ -217,14 +217,20 @@ class EvalCommand(Command):
     synonyms: str | None = Field(None, description='strict: a JSON file of extra answer synonyms, e.g. {"timber": "wood"}')
     bootstrap: int = Field(1000, ge=0, description="strict: bootstrap resamples for the 95% CIs, 0 to skip")
     seed: int = Field(0, description="strict: bootstrap seed")
-    out: str | None = Field(None, description="also write report.json, report.md and breakdown.png here")
+    out: str | None = Field(None, description="also write report.json, report.md and breakdown.png into this folder (a new one, or one this tool wrote with --overwrite)")
+    overwrite: bool = Field(False, description="replace the report folder already at --out (only one this tool wrote)")
     as_json: bool = Field(False, alias="json", description="print one JSON object (answer_accuracy, grounding_accuracy, consistency in percent, unrounded)")
 
     def run(self) -> int:
+        from core.guard import OutputGuard
+        from core.shards import write_atomically
         from pipeline.evaluation import official, report, strict
         from pipeline.evaluation.results import read_results
 
+        guard = OutputGuard(self.out, "gcot eval report", [("the results file", self.results), ("the image root", self.image_root)], overwrite=self.overwrite) if self.out else None
         try:
+            if guard:
+                guard.check()  # before the evaluation: a refused folder costs nothing
             records = read_results(self.results)
             if self.mode == "official":
                 if self.box_format or self.synonyms:
@@ -236,9 +242,12 @@ class EvalCommand(Command):
         except (ValueError, FileNotFoundError, OSError) as e:
             raise CommandFailed(str(e)) from None
         r = _finite({"results": str(self.results), **r})
-        if self.out:
-            paths = report.write(r, self.out)
-            print(f"report written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+        if guard:
+            try:
+                out = write_atomically(self.out, lambda tmp: report.write(r, tmp), guard)
+            except ValueError as e:  # the folder changed meanwhile (OutputRefused)
+                raise CommandFailed(str(e)) from None
+            print(f"report written: {', '.join(str(out / n) for n in report.NAMES.values())}", file=sys.stderr)
         print(json.dumps(r) if self.as_json else report.markdown(r))
         return 0
 

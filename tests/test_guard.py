@@ -31,7 +31,7 @@ def work(tmp_path):
 
 
 def cfg(vg, out, work, **kw) -> BuildConfig:
-    return BuildConfig(source=f"vg:{vg}", images=0, seed=1, out=str(out), work_dir=str(work), shard_size=2, **kw)
+    return BuildConfig(source=f"vg:{vg}", seed=1, out=str(out), work_dir=str(work), shard_size=2, **kw)
 
 
 def user_folder(parent):
@@ -214,3 +214,52 @@ def test_a_marker_that_is_not_ours_is_not_trusted(tmp_path):
         OutputGuard(out, "GCoT release", overwrite=True).check()
     write_marker(out, "GCoT release")
     assert OutputGuard(out, "GCoT release", overwrite=True).check() == "ours"
+
+
+def test_eval_report_folder_is_guarded(tmp_path, capsys):
+    """gcot eval --out: a user's folder is refused before the evaluation; a report folder of ours is
+    replaced only with --overwrite."""
+    from tests.test_eval import records
+
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records(type="judge")))
+    mine = user_folder(tmp_path)
+    before = file_digests(mine)
+    assert main(["eval", "--results", str(results), "--out", str(mine), "--overwrite"]) == 2
+    assert "is a folder this tool did not write" in capsys.readouterr().err and file_digests(mine) == before
+    rep = tmp_path / "rep"
+    assert main(["eval", "--results", str(results), "--out", str(rep)]) == 0
+    assert sorted(os.listdir(rep)) == [MARKER, "breakdown.png", "report.json", "report.md"]
+    capsys.readouterr()
+    assert main(["eval", "--results", str(results), "--out", str(rep)]) == 2
+    assert "already holds a gcot eval report written by this tool" in capsys.readouterr().err
+    assert main(["eval", "--results", str(results), "--out", str(rep), "--overwrite"]) == 0
+
+
+def test_run_model_and_tiny_model_refuse_a_users_file_and_folder_before_loading(tmp_path, capsys):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("mine\n")
+    # the model path does not exist: the refusal comes first, before anything is loaded
+    assert main(["run-model", "--release", str(tmp_path / "rel"), "--model", str(tmp_path / "no-model"), "--out", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {notes}: {notes} already exists" in err and "--overwrite" in err and notes.read_text() == "mine\n"
+    mine = user_folder(tmp_path)
+    before = file_digests(mine)
+    assert main(["tiny-model", "--release", str(tmp_path / "rel"), "--out", str(mine), "--overwrite"]) == 2
+    assert "is a folder this tool did not write" in capsys.readouterr().err and file_digests(mine) == before
+
+
+def test_detector_training_refuses_existing_weights_and_a_users_work_folder(tmp_path):
+    from pipeline.detect.train import DetectorTrainConfig, train
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"someone's weights")
+    with pytest.raises(SystemExit, match=f"--out {weights}: {weights} already exists"):
+        train(DetectorTrainConfig(out=str(weights), work=str(tmp_path / "work")))
+    mine = user_folder(tmp_path)
+    (mine / "data").mkdir()
+    (mine / "data" / "keep.txt").write_text("mine\n")
+    before = file_digests(mine)
+    with pytest.raises(SystemExit, match="--work .* is a folder this tool did not write"):
+        train(DetectorTrainConfig(out=str(tmp_path / "new.pt"), work=str(mine)))
+    assert file_digests(mine) == before and weights.read_bytes() == b"someone's weights"

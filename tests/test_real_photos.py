@@ -65,7 +65,7 @@ def built(request, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("photos")
     vg = vg_folder(root / "vg")
     out = root / "rel"
-    run_plain(BuildConfig(source=f"vg:{vg}", images=0, seed=request.param, out=str(out), work_dir=str(root / "work")))
+    run_plain(BuildConfig(source=f"vg:{vg}", seed=request.param, out=str(out), work_dir=str(root / "work")))
     return out
 
 

@@ -40,7 +40,7 @@ def built(tmp_path_factory):
     graphs = json.loads((vg / "scene_graphs.json").read_text())
     random.Random(0).shuffle(graphs)
     (vg / "scene_graphs.json").write_text(json.dumps(graphs))
-    cfg = steps.BuildConfig(source=f"vg:{vg}", images=0, seed=5, out=str(tmp / "rel" / "gcot"), work_dir=str(tmp / "work"), shard_size=7)
+    cfg = steps.BuildConfig(source=f"vg:{vg}", seed=5, out=str(tmp / "rel" / "gcot"), work_dir=str(tmp / "work"), shard_size=7)
     ing = steps.ingest(cfg)
     results = [steps.build_shard(s, d, ing.release_prefix, cfg.seed, cfg.per_type, cfg.rewriter, cfg.results_dir()) for s, d in zip(ing.shards, ing.digests)]
     return cfg, ing, results

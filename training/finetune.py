@@ -366,7 +366,7 @@ class Recipe:
         merged = self.save_merged()
         reports = {}
         for protocol in ("answer-first", "gcot"):
-            path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), protocol=protocol,
+            path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), overwrite=True, protocol=protocol,
                                  limit=self.cfg.eval_limit, batch_size=8, device=self.device))
             recs = read_results(path)
             r = {"model_format": None, **strict.evaluate(recs, bootstrap=200)}

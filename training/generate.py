@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from core.boxes import format_box
 from core.cli import CommandFailed, ConfigCommand
 from core.config import Config
+from core.guard import check_output_file
 from core.schema import Example
 from pipeline.evaluation import box_formats
 from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS
@@ -52,7 +54,8 @@ class RunConfig(Config):
 
     release: str = Field(description="release folder (gcot build, or gcot convert --to arrow with --images)")
     model: str = Field(description="model folder (AutoModelForImageTextToText + AutoProcessor of a known family, training/families; nothing is downloaded)")
-    out: str = Field(description="results file to write (JSON lines)")
+    out: str = Field(description="results file to write (JSON lines); an existing file only with --overwrite")
+    overwrite: bool = Field(False, description="replace the results file already at --out")
     protocol: Literal[PROTOCOLS] = Field("answer-first", description="answer-first (answer, then box), grounding-first (box, then answer) or gcot (the chain, then the box)")
     split: str = Field("test", description="release split")
     batch_size: int = Field(8, ge=1, description="samples a generate call")
@@ -150,19 +153,22 @@ def run_batch(gen: Generator, rows: list[Example], image_bytes: dict[str, bytes]
 def run(cfg: RunConfig) -> Path:
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {cfg.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    out = check_output_file(cfg.out, "results file", [("the release", cfg.release), ("the model", cfg.model)], cfg.overwrite)  # before any loading
     examples, image_bytes = read_split(cfg.release, cfg.split)
     if cfg.limit:
         examples = examples[: cfg.limit]
     if examples and examples[0].image not in image_bytes:
         raise ValueError(f"{cfg.release}: the {cfg.split} split carries no images (converted without --images)")
     gen = Generator(cfg.model, cfg.device, cfg.box_format)
-    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w") as f, tqdm(total=len(examples), desc=f"{cfg.protocol} on {cfg.split}", unit="sample") as bar:
-        for rows in _batches(examples, cfg.batch_size):
-            for rec in run_batch(gen, rows, image_bytes, cfg):
-                f.write(json.dumps(rec) + "\n")
-            bar.update(len(rows))
-    tmp.rename(out)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")  # ours alone: never a user's file of that name
+    try:
+        with open(tmp, "w") as f, tqdm(total=len(examples), desc=f"{cfg.protocol} on {cfg.split}", unit="sample") as bar:
+            for rows in _batches(examples, cfg.batch_size):
+                for rec in run_batch(gen, rows, image_bytes, cfg):
+                    f.write(json.dumps(rec) + "\n")
+                bar.update(len(rows))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a run cut short leaves no partial file
     return out

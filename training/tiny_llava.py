@@ -18,7 +18,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from core.cli import Command, single
+from core.cli import Command, CommandFailed, single
+from core.guard import OutputGuard
+from core.shards import write_atomically
 
 IMAGE_TOKEN = "<image>"
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
@@ -130,11 +132,18 @@ class TinyModelCommand(Command):
     """
 
     release: str = Field(description="the release folder whose conversations train the tokenizer")
-    out: str = Field(description="the model folder to write")
+    out: str = Field(description="the model folder to write (a new one, or one this tool wrote with --overwrite)")
+    overwrite: bool = Field(False, description="replace the model folder already at --out (only one this tool wrote)")
     seed: int = Field(0, description="initialisation seed")
 
     def run(self) -> int:
-        print(build(self.out, release_texts(self.release), TinyLlavaConfig(seed=self.seed)))
+        guard = OutputGuard(self.out, "tiny model", [("the release", self.release)], overwrite=self.overwrite)
+        try:
+            guard.check()  # before the tokenizer is trained
+            texts = release_texts(self.release)
+            print(write_atomically(self.out, lambda tmp: build(tmp, texts, TinyLlavaConfig(seed=self.seed)), guard))
+        except (ValueError, FileNotFoundError) as e:  # OutputRefused, a folder that is not a release
+            raise CommandFailed(str(e)) from None
         return 0
 
 

@@ -25,6 +25,7 @@ from pydantic_settings import CliSubCommand
 
 from core.cli import ConfigCommand, Group, single
 from core.config import Config
+from core.guard import OutputGuard, OutputRefused, check_output_file, prepare_run_folder
 from pipeline.detect.detector import DEFAULT_WEIGHTS as WEIGHTS
 from pipeline.detect.offline import prepare
 from pipeline.sources.synthetic import SHAPES, make_scene
@@ -76,15 +77,16 @@ class DetectorTrainConfig(Config):
     imgsz: int = Field(320, ge=32, description="training and inference size (objects are >= 7 % of the width)")
     init: str | None = Field(None, description="start from these weights instead of random init (a second stage)")
     work: str = Field(".gcot-work/detector", description="dataset and run folder")
-    out: str = Field(str(WEIGHTS), description="where the weights go (default: the shipped file, whose metrics.json records every stage)")
+    out: str = Field(str(WEIGHTS), description="where the weights go (default: the shipped file, whose metrics.json records every stage); metrics.json and training_log.csv go beside it")
+    overwrite: bool = Field(False, description="replace the weights (and their metrics.json, training_log.csv) already at --out")
 
 
 class DetectorTrainCommand(DetectorTrainConfig, ConfigCommand):
     """Train the shipped detector on synthetic scenes (about 50 min on 2 CPU cores for make detector's two stages).
 
     Examples:
-      gcot detector train --epochs 30
-      gcot detector train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt
+      gcot detector train --epochs 30 --overwrite
+      gcot detector train --epochs 20 --init pipeline/detect/weights/gcot-yolo11n.pt --overwrite
     """
 
     CONFIG = DetectorTrainConfig
@@ -109,6 +111,12 @@ def train(a: DetectorTrainConfig) -> None:
     init = Path(a.init).resolve() if a.init else None
     if init is not None and not init.is_file():
         raise SystemExit(f"--init {init} not found")
+    try:  # before anything is deleted or trained: the work folder is ours, the weights may be written
+        check_output_file(a.out, "detector weights", overwrite=a.overwrite, beside=("metrics.json", "training_log.csv"))
+        guard = OutputGuard(work, "detector work folder", owned=("data", "runs"), flag="--work")
+        prepare_run_folder(guard, guard.check())
+    except OutputRefused as e:
+        raise SystemExit(f"error: {e}") from None
     shutil.rmtree(work / "data", ignore_errors=True)
     shutil.rmtree(work / "runs" / "train", ignore_errors=True)
     data_yaml, holdout_yaml = dataset(work / "data", a.train_images, a.val_images, a.holdout_images)

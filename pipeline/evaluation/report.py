@@ -72,10 +72,15 @@ def plot(report: dict, path: Path) -> Path:
     return path
 
 
+NAMES = {"json": "report.json", "markdown": "report.md", "plot": "breakdown.png"}
+
+
 def write(report: dict, out: str | Path) -> dict[str, Path]:
+    """report.json, report.md and breakdown.png into ``out`` (a folder the caller may write: a run's own
+    eval/ folder, or one `gcot eval --out` guarded and fills aside)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "breakdown.png"}
+    paths = {k: out / name for k, name in NAMES.items()}
     paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True))
     paths["markdown"].write_text(markdown(report))
     plot(report, paths["plot"])
