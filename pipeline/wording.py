@@ -27,6 +27,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "right of": ("to the right of", "on the right of", "right of"),
     "above": ("over", "higher than", "on top of"),
     "below": ("under", "beneath", "underneath", "lower than"),
+    "under": ("below", "beneath", "underneath", "underneath of"),
+    "in": ("inside", "within", "inside of"),
     "on": ("on top of", "atop", "resting on", "sitting on", "lying on", "upon"),
     "near": ("next to", "close to", "beside", "by", "nearby", "near to", "alongside"),
     "inside": ("in", "within", "inside of"),

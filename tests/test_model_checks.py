@@ -23,7 +23,7 @@ def table():
 
 def test_a_good_rewrite_passes_and_reverifies(table):
     g, rg, exs = table
-    ex = exs[("attribute", "What is the color of the cube below the blue ball?")]
+    ex = exs[("attribute", "What is the color of the cube under the blue ball?")]
     good = "Which colour is the cube underneath that blue ball?"
     assert rewrite_failures(ex, good) == []
     trial = copy.deepcopy(ex)
@@ -32,28 +32,30 @@ def test_a_good_rewrite_passes_and_reverifies(table):
 
 
 @pytest.mark.parametrize("question, rule", [
-    ("Which colour is the cube near that blue ball?", "drops_template_term"),  # relation changed: below -> near
-    ("What color is the cube below the ball?", "drops_template_term"),  # attribute dropped: the blue ball
-    ("What color is the red cube below the blue ball?", "reveals_answer"),  # the answer is red
-    ("The cube below the blue ball, what color", "not_one_question"),
-    ("What is the color of a orange cube below the blue ball?", "article_agreement"),
-    ("What is the color of the cube below the blue ball? Tell me what color it is and why, in a long and detailed explanation of the scene please?", "not_one_question"),
+    ("Which colour is the cube near that blue ball?", "drops_template_term"),  # relation changed: under -> near
+    ("What color is the cube under the ball?", "drops_template_term"),  # attribute dropped: the blue ball
+    ("What color is the red cube under the blue ball?", "reveals_answer"),  # the answer is red
+    ("The cube under the blue ball, what color", "not_one_question"),
+    ("What is the color of a orange cube under the blue ball?", "article_agreement"),
+    ("What is the color of the cube under the blue ball? Tell me what color it is and why, in a long and detailed explanation of the scene please?", "not_one_question"),
 ])
 def test_a_bad_rewrite_is_turned_down_with_its_reason(table, question, rule):
     _, _, exs = table
-    ex = exs[("attribute", "What is the color of the cube below the blue ball?")]
+    ex = exs[("attribute", "What is the color of the cube under the blue ball?")]
     assert rule in [r for r, _ in rewrite_failures(ex, question)]
 
 
 def test_judge_and_object_rewrites_keep_what_is_asked_and_hide_the_answer(table):
     _, _, exs = table
-    judge = exs[("judge", "Is the cube below the blue ball rubber?")]  # answer No: the cube is metal
-    assert rewrite_failures(judge, "Is the cube beneath the blue ball made of rubber?") == []
-    assert "drops_template_term" in [r for r, _ in rewrite_failures(judge, "Is the cube beneath the blue ball made of metal?")]
-    assert "reveals_answer" in [r for r, _ in rewrite_failures(judge, "Is the metal cube beneath the blue ball rubber?")]
-    obj = exs[("object", "What is the object near the blue ball?")]  # answer Cube
-    assert rewrite_failures(obj, "What is the thing next to the blue ball?") == []
-    assert "reveals_answer" in [r for r, _ in rewrite_failures(obj, "Which cube is next to the blue ball?")]
+    judge = exs[("judge", "Is the cube under the blue ball metal?")]  # answer Yes: its last step says "The material of the cube is metal."
+    assert rewrite_failures(judge, "Is the cube beneath the blue ball made of metal?") == []
+    assert "drops_template_term" in [r for r, _ in rewrite_failures(judge, "Is the cube beneath the blue ball made of rubber?")]
+    assert "reveals_answer" in [r for r, _ in rewrite_failures(judge, "Is the metal cube beneath the blue ball metal?")]
+    no = exs[("judge", "Is the ball right of the cube under the blue ball brown?")]  # answer No: the ball is green
+    assert "reveals_answer" in [r for r, _ in rewrite_failures(no, "Is the green ball right of the cube under the blue ball brown?")]
+    obj = exs[("object", "What is the object right of the green ball?")]  # answer Cube
+    assert rewrite_failures(obj, "What is the thing to the right of the green ball?") == []
+    assert "reveals_answer" in [r for r, _ in rewrite_failures(obj, "Which cube is to the right of the green ball?")]
 
 
 def test_an_edit_prompt_names_what_was_asked():

@@ -34,7 +34,7 @@ from tests.model_server import ModelServer, random_text_model, random_vision_mod
 from tests.ports import free_port
 from tests.scenes import tabletop
 
-GOOD = "Which color is the cube under that blue ball?"  # a rewrite of "What is the color of the cube below the blue ball?"
+GOOD = "Which color is the cube under that blue ball?"  # a rewrite of "What is the color of the cube under the blue ball?"
 SMALL = dict(source="synthetic", images=4, seed=7, per_type={"attribute": 1, "judge": 1, "object": 1})
 FAST = dict(model_max_tokens=10, model_concurrency=2)
 
@@ -76,7 +76,7 @@ def test_a_rewrite_is_used_then_cached_and_the_rerun_makes_no_call(server, model
     client = s.client()
     questions.rewrite_questions(examples, graphs, relations, client, s)
     used = [e for e in examples if e.provenance["rewrite.outcome"] == "used"]
-    assert [(e.provenance["template_question"], e.question) for e in used] == [("What is the color of the cube below the blue ball?", GOOD)]
+    assert [(e.provenance["template_question"], e.question) for e in used] == [("What is the color of the cube under the blue ball?", GOOD)]
     p = used[0].provenance
     assert p["rewrite.model"].startswith(models["writer"]) and float(p["rewrite.latency_s"]) > 0 and int(p["rewrite.prompt_tokens"]) > 50 and p["rewrite.completion_tokens"] == "11"
     # the writer says the same to every prompt: elsewhere it drops what the template names

@@ -27,6 +27,7 @@ from pipeline import steps
 from pipeline.detect.crosscheck import review_order
 from pipeline.release import arrow, llava, mmgcot, spill
 from pipeline.release.writer import SourceImages, fill_release
+from pipeline.sources.base import reconcile
 from pipeline.sources.synthetic import write_synthetic_vg
 from pipeline.verify import check_splits
 from tests.digests import file_digests
@@ -112,13 +113,14 @@ def test_release_written_shard_by_shard_equals_the_release_written_at_once(built
     at_once = tmp_path / "at-once" / "gcot"
     images = SourceImages(ing.source_root, ing.release_prefix)
     full = cfg.model_copy(update={"out": str(at_once)})
-    meta = {"name": f"GCoT release ({ing.source_name}, {len(examples)} examples)", "source": cfg.source, "seed": cfg.seed, "command": full.release_command(), "config": full.stored()}
+    meta = {"name": f"GCoT release ({ing.source_name}, {len(examples)} examples)", "source": cfg.source, "seed": cfg.seed, "command": full.release_command(), "config": full.stored(),
+            "records": reconcile(ing.counts, ing.images, len({e.image_id for e in examples}))}
 
     def fill(tmp: Path) -> None:
         fill_release(tmp, at_once, examples, rejections, candidates, meta, images.read, images.size)
         (tmp / "config.yaml").write_text(meta["config"])
 
-    write_atomically(at_once, fill)
+    write_atomically(at_once, fill, full.output_guard())  # the same kind of folder, the same marker
     a, b = file_digests(tmp_path / "streamed" / "gcot"), file_digests(at_once)
     assert len(a) > 15 and a == b
     assert s["examples"] == len(examples) and s["candidates"] == s["examples"] + s["rejected"]
@@ -251,7 +253,7 @@ def test_review_queue_sorted_on_disk_is_review_order(tmp_path, monkeypatch):
     queue = ReviewQueue(tmp_path / "spill")
     for e in examples:
         queue.add(e)
-    assert len(queue.checked._runs) > 5
+    assert len(queue.spill._runs) > 5
     queue.write(tmp_path / "review_queue.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "review_queue.jsonl").read_text().splitlines()]
     assert [d["id"] for d in lines] == [e.id for e in review_order(examples)]

@@ -40,8 +40,8 @@ def test_names_takes_aliases_and_plurals():
 
 def test_verification_checks_the_wording_of_every_question(table):
     g, rg, exs = table
-    ex = copy.deepcopy(exs[("attribute", "What is the color of the cube below the blue ball?")])
-    ex.question = "What is the color of the the cube below a blue ball?"
+    ex = copy.deepcopy(exs[("attribute", "What is the color of the cube under the blue ball?")])
+    ex.question = "What is the color of the the cube under a blue ball?"
     assert [r for r, _ in example_failures(ex, g, rg)] == ["question_wording"]
 
 

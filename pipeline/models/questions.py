@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from core.schema import Example, SceneGraph
 from pipeline import wording
+from pipeline.chains.grammar import reads_as
 from pipeline.chains.relations import RelationGraph
 from pipeline.evaluation.strict import DEFAULT_SYNONYMS, normalize_answer
 from pipeline.models.client import ModelClient, ModelError, Reply, Request, encode_image, parse_json_field
@@ -55,11 +56,13 @@ def rewrite_request(ex: Example, s: ModelSettings) -> Request:
 
 
 def template_terms(ex: Example) -> list[str]:
-    """What the templated question names: every step's noun and attributes and each relation, the
-    kind word of an attribute question, the asked value of a judge question."""
+    """What the templated question names: every step's noun and attributes and each relation as the
+    text shows it (`grammar.reads_as`: 'on' read backwards shows 'under'), the kind word of an attribute
+    question, the asked value of a judge question."""
     terms: list[str] = []
     for step in ex.grounded_steps:
-        terms += [*step.attributes, *([step.name] if step.name else []), *([step.relation] if step.relation else [])]
+        relation = [reads_as(step.relation, step.relation_inverse)] if step.relation else []
+        terms += [*step.attributes, *([step.name] if step.name else []), *relation]
     if ex.query is not None and ex.type == "attribute":
         terms.append(ex.query.kind)
     if ex.query is not None and ex.type == "judge" and ex.query.value:
