@@ -269,7 +269,7 @@ def test_longv_stages_in_process(models, tmp_path):
     (item,) = read_items(s["release"])
     assert item.provenance["caption.model"].startswith("local:vision@") and item.provenance["prompts.model"].startswith("local:text@")
     assert s["models"]["caption"]["calls"] == 1 and s["models"]["prompts"]["outcomes"] == {"template_kept": 3}
-    again = longv_plain(cfg)  # the same work folder: the video's model result is reused, nothing asked
+    again = longv_plain(cfg.model_copy(update={"overwrite": True}))  # the same work folder: the video's model result is reused, nothing asked
     assert [(u["reused"], u["asked"], u["model"]) for u in again["models"].values()] == [(1, 0, models["vision"]), (1, 0, models["text"])]
     assert again["models"]["prompts"]["outcomes"] == {"template_kept": 3} and read_items(again["release"]) == [item]
 
