@@ -1,10 +1,11 @@
 """Exports for the trainers teams use: `gcot convert --to llamafactory` (ShareGPT messages + images, the
 dataset_info.json entry LLaMA-Factory documents) and `--to trl` (messages + images Parquet, loadable with
-datasets), each row checked for as many image placeholders as images."""
+datasets, and TRL's SFTTrainer takes it for a step), each row checked for as many image placeholders as images."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -80,3 +81,39 @@ def test_trl_export_loads_with_datasets_and_a_processor_takes_its_rows(demo_rele
     text = processor.apply_chat_template(row["messages"], tokenize=False)
     enc = processor(text=[text], images=[row["images"]], return_tensors="pt")
     assert text.count("<|vision_start|>") == len(row["images"]) and int(enc["image_grid_thw"].shape[0]) == 1
+
+
+def test_trl_sft_trainer_takes_the_export_for_a_step(demo_release, tmp_path):
+    """TRL's own SFTTrainer on the export as `datasets.load_dataset` gives it (no glue): one optimizer step
+    of a tiny random Qwen2-VL, built offline, with its processor as the processing class."""
+    import datasets
+    import torch
+    import trl
+    from tiny_families import build
+
+    from training import families
+    from training.tiny_llava import release_texts
+
+    release, _ = demo_release
+    out = tmp_path / "trl"
+    assert gcot(["convert", str(release), "--from", "arrow", "--to", "trl", "--out", str(out)]) == 0
+    train = datasets.load_dataset(str(out), split="train").select(range(4))
+    model, processor, _ = families.load(build("qwen2_vl", tmp_path / "qwen2_vl", release_texts(release)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = trl.SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2, learning_rate=1e-3, use_cpu=True,
+                         bf16=False, report_to="none", save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0)
+    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor)
+    # TRL's vision collator on a row: the image part expanded into the image's visual tokens, the turns' text whole, every token a label
+    batch = trainer.data_collator([train[1]])
+    text = processor.tokenizer.decode(batch["input_ids"][0])
+    user, answer = (m["content"][-1]["text"] for m in train[1]["messages"])
+    assert text.count("<|vision_start|>") == 1 and f"<|vision_end|>{user}<|im_end|>" in text and f"assistant\n{answer}<|im_end|>" in text
+    n_visual = int(batch["image_grid_thw"].prod()) // 4  # after the 2x2 merge
+    assert int((batch["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum()) == n_visual > 0
+    assert bool((batch["labels"] != -100).all())
+    result = trainer.train()
+    assert trainer.state.global_step == 1
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 1 and math.isfinite(losses[0]) and result.training_loss == pytest.approx(losses[0])
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert any(n.startswith("model.language_model") for n in changed) and any(n.startswith("model.visual") for n in changed)  # the image reached the loss
