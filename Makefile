@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: longv finetune annotate chromium labelstudio demo test test-all bench serve clean venv lint detector postgres postgres-up prefect-pg worker deploy labelstudio-pg
+.PHONY: longv finetune annotate chromium labelstudio llamafactory demo test test-all bench serve clean venv lint detector postgres postgres-up prefect-pg worker deploy labelstudio-pg
 
 venv: .venv/.synced
 
@@ -23,6 +23,13 @@ labelstudio: .venv-labelstudio/.synced
 .venv-labelstudio/.synced: annotation/labelstudio.lock.txt .venv/.synced
 	test -x .venv-labelstudio/bin/python || $(UV) venv -q .venv-labelstudio --python 3.11
 	$(UV) pip sync -q --python .venv-labelstudio/bin/python annotation/labelstudio.lock.txt  # --python: `python3 -m uv` would install into the python running it
+	@touch $@
+
+llamafactory: .venv-llamafactory/.synced ## LLaMA-Factory's own environment, for the test of its dataset loader on our export
+
+.venv-llamafactory/.synced: tests/llamafactory.lock.txt .venv/.synced
+	test -x .venv-llamafactory/bin/python || $(UV) venv -q .venv-llamafactory --python 3.11
+	$(UV) pip sync -q --python .venv-llamafactory/bin/python tests/llamafactory.lock.txt
 	@touch $@
 
 chromium: ## Debian's chromium for the browser test (never a downloaded browser)
@@ -58,14 +65,14 @@ demo: venv ## build the embedded synthetic default and print where the release w
 longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
 	$(PY) -m gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo --overwrite
 
-test: venv labelstudio chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
+test: venv labelstudio llamafactory chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
 	$(PY) -m pytest -q
 
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports --no-cache
 
-test-all: venv labelstudio chromium postgres ## everything, the slow tests too
+test-all: venv labelstudio llamafactory chromium postgres ## everything, the slow tests too
 	$(PY) -m pytest -q -m ""
 
 bench: venv labelstudio ## benchmarks, printing numbers

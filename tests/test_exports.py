@@ -1,11 +1,14 @@
 """Exports for the trainers teams use: `gcot convert --to llamafactory` (ShareGPT messages + images, the
 dataset_info.json entry LLaMA-Factory documents) and `--to trl` (messages + images Parquet, loadable with
-datasets), each row checked for as many image placeholders as images."""
+datasets), each row checked for as many image placeholders as images; then each read by the trainer's own code
+(LLaMA-Factory's dataset loading in its own venv, TRL's SFTTrainer for a step)."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +83,86 @@ def test_trl_export_loads_with_datasets_and_a_processor_takes_its_rows(demo_rele
     text = processor.apply_chat_template(row["messages"], tokenize=False)
     enc = processor(text=[text], images=[row["images"]], return_tensors="pt")
     assert text.count("<|vision_start|>") == len(row["images"]) and int(enc["image_grid_thw"].shape[0]) == 1
+
+
+def test_trl_sft_trainer_takes_the_export_for_a_step(demo_release, tmp_path):
+    """TRL's own SFTTrainer on the export as `datasets.load_dataset` gives it (no glue): one optimizer step
+    of a tiny random Qwen2-VL, built offline, with its processor as the processing class."""
+    import datasets
+    import torch
+    import trl
+    from tiny_families import build
+
+    from training import families
+    from training.tiny_llava import release_texts
+
+    release, _ = demo_release
+    out = tmp_path / "trl"
+    assert gcot(["convert", str(release), "--from", "arrow", "--to", "trl", "--out", str(out)]) == 0
+    train = datasets.load_dataset(str(out), split="train").select(range(4))
+    model, processor, _ = families.load(build("qwen2_vl", tmp_path / "qwen2_vl", release_texts(release)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = trl.SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2, learning_rate=1e-3, use_cpu=True,
+                         bf16=False, report_to="none", save_strategy="no", logging_steps=1, dataloader_num_workers=0, seed=0)
+    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor)
+    # TRL's vision collator on a row: the image part expanded into the image's visual tokens, the turns' text whole, every token a label
+    batch = trainer.data_collator([train[1]])
+    text = processor.tokenizer.decode(batch["input_ids"][0])
+    user, answer = (m["content"][-1]["text"] for m in train[1]["messages"])
+    assert text.count("<|vision_start|>") == 1 and f"<|vision_end|>{user}<|im_end|>" in text and f"assistant\n{answer}<|im_end|>" in text
+    n_visual = int(batch["image_grid_thw"].prod()) // 4  # after the 2x2 merge
+    assert int((batch["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum()) == n_visual > 0
+    assert bool((batch["labels"] != -100).all())
+    result = trainer.train()
+    assert trainer.state.global_step == 1
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 1 and math.isfinite(losses[0]) and result.training_loss == pytest.approx(losses[0])
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert any(n.startswith("model.language_model") for n in changed) and any(n.startswith("model.visual") for n in changed)  # the image reached the loss
+
+
+LF_VENV = Path(__file__).resolve().parent.parent / ".venv-llamafactory"  # make llamafactory (tests/llamafactory.lock.txt)
+
+
+@pytest.mark.skipif(not (LF_VENV / "bin" / "python").exists(), reason="LLaMA-Factory's own environment not installed: make llamafactory")
+def test_llamafactory_own_loader_reads_the_export(demo_release, tmp_path):
+    """LLaMA-Factory 0.9.5's own dataset loading (in .venv-llamafactory: its pins clash with ours) on the export's
+    dataset_info.json with dataset_dir + dataset: gcot_train, a tiny offline Qwen2-VL as tokenizer and processor:
+    every row aligned as we wrote it, the image found, the tokenized rows carrying the image's visual tokens."""
+    import os
+    import subprocess
+
+    from PIL import Image
+    from tiny_families import build
+    from transformers import AutoProcessor
+
+    from training.tiny_llava import release_texts
+
+    release, _ = demo_release
+    out = tmp_path / "lf"
+    assert gcot(["convert", str(release), "--from", "arrow", "--to", "llamafactory", "--out", str(out)]) == 0
+    model = build("qwen2_vl", tmp_path / "qwen2_vl", release_texts(release))
+    report = tmp_path / "report.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets")}
+    script = Path(__file__).resolve().parent / "llamafactory_check.py"
+    run = subprocess.run([str(LF_VENV / "bin" / "python"), str(script), str(model), str(out), str(tmp_path / "work"), str(report)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    r = json.loads(report.read_text())
+    assert r["attr"] == {"load_from": "file", "dataset_name": "train.json", "formatting": "sharegpt", "messages": "messages", "images": "images",
+                         "role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    assert r["processor"] == "Qwen2VLProcessor"
+    ours = json.loads((out / "train.json").read_text())
+    assert [(a["prompt"], a["response"], a["system"]) for a in r["aligned"]] == [(row["messages"][:1], row["messages"][1:], "") for row in ours]  # none skipped
+    assert [a["images"] for a in r["aligned"]] == [[str(out / row["images"][0])] for row in ours]
+    processor = AutoProcessor.from_pretrained(model, local_files_only=True)
+    for split, n in (("train", 8), ("validation", 8)):
+        rows = json.loads((out / f"{split}.json").read_text())[:n]
+        assert len(r[split]) == n
+        for got, row in zip(r[split], rows):
+            question, answer = row["messages"][0]["content"].removeprefix("<image>\n"), row["messages"][1]["content"]
+            assert got["images"] == [str(out / row["images"][0])]
+            assert f"<|vision_end|>\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n" in got["text"]
+            assert got["labels"] == f"{answer}<|im_end|>\n"  # the loss on the answer only, LLaMA-Factory's default
+            grid = processor.image_processor(images=[Image.open(got["images"][0])], return_tensors="pt")["image_grid_thw"]
+            assert got["image_pads"] == int(grid.prod()) // 4 > 0  # one image, its visual tokens after the 2x2 merge
