@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from core.schema import Box
 
 DECIMALS = 3  # MM-GCoT prints every box with 3 decimals
@@ -74,6 +76,20 @@ def iou(a: Box, b: Box) -> float:
     inter = intersection(a, b)
     union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
+
+
+def iou_matrix(boxes) -> np.ndarray:
+    """`iou` of every pair of ``boxes`` at once (n x n): the same float operations in the same order,
+    so each entry equals ``iou(boxes[i], boxes[j])`` to the bit."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x, y, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    x1, y1 = x + w, y + h
+    ix = np.maximum(0.0, np.minimum(x1[:, None], x1[None, :]) - np.maximum(x[:, None], x[None, :]))
+    iy = np.maximum(0.0, np.minimum(y1[:, None], y1[None, :]) - np.maximum(y[:, None], y[None, :]))
+    inter = ix * iy
+    areas = np.maximum(0.0, w) * np.maximum(0.0, h)
+    union = areas[:, None] + areas[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def intersection_over_first(a: Box, b: Box) -> float:

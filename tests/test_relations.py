@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from core.schema import Relation, SceneGraph, SceneObject
 from pipeline.chains.relations import (
     EXACT,
@@ -5,6 +8,7 @@ from pipeline.chains.relations import (
     PHOTO_PREDICATES,
     build_relation_graph,
     exact_predicates,
+    photo_facts,
     photo_predicates,
     policy_for,
 )
@@ -88,3 +92,25 @@ def test_unknown_predicates_stay_marked_and_geometry_never_adds_on():
     assert not edge.known and ("a", "walking past", "c") in rg.unknown
     assert {p for (_, p, _), o in rg.facts.items() if o == "geometric"} <= set(PHOTO_PREDICATES)
     assert not rg.holds("b", "on", "a")  # the hat's box touches the man's: the old rule said "on"
+
+
+_coord = st.one_of(st.integers(0, 8).map(lambda k: k / 8), st.floats(0, 1))  # a grid hits every rule's equality edge
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_coord, _coord, _coord, _coord, st.sampled_from(["a", "b", "c", "d", "e", "f", "a"])), max_size=9))
+def test_photo_facts_of_all_pairs_at_once_are_those_of_each_pair(boxes):
+    """The vectorised relation pass gives exactly the per-pair rule's facts (ids may repeat: no pair of one id)."""
+    objs = [SceneObject(f"{name}{k % 3}", "x", (x * 0.9, y * 0.9, max(0.01, w * (1 - x * 0.9)), max(0.01, h * (1 - y * 0.9))))
+            for k, (x, y, w, h, name) in enumerate(boxes)]
+    want = {(a.id, p, b.id) for a in objs for b in objs if a.id != b.id for p in photo_predicates(a.box, b.box)}
+    assert set(photo_facts(objs)) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_coord, _coord, _coord, _coord), max_size=8))
+def test_iou_matrix_equals_iou_of_each_pair_to_the_bit(boxes):
+    from core.boxes import iou, iou_matrix
+
+    m = iou_matrix(boxes)
+    assert [[float(v) for v in row] for row in m] == [[iou(a, b) for b in boxes] for a in boxes]

@@ -25,7 +25,6 @@ from pipeline.chains.regions import Phrase, tail_objects, usable_phrases
 from pipeline.chains.relations import Edge, RelationGraph
 from pipeline.chains.rewriter import NoOpRewriter, QuestionRewriter
 from pipeline.normalise.attributes import VISIBLE, answer_word, kind_of
-from pipeline.normalise.duplicates import are_duplicates
 
 # Canonical values offered as the wrong value of a "No" judge question.
 JUDGE_VALUES = {
@@ -55,14 +54,14 @@ def _walk(
     ``avoid_name``: a noun no other object of the path may have (an object question's answer)."""
     objects = {o.id: o for o in graph.objects}
     exact = graph.source in EXACT_SOURCES
-    merged = not exact or any(o.merged_from for o in graph.objects)  # else no two objects are one thing
+    dups = relations.duplicates(graph, exact)  # pairs of objects that annotate one thing
     path, edges = [target], []
     while len(path) < length:
         used = {reads_as(e.predicate, e.inverse) for e in edges}
         options = [
             e for e in relations.out_edges.get(path[-1], [])
             if e.other not in path and reads_as(e.predicate, e.inverse) not in used and objects[e.other].name != avoid_name
-            and not (merged and any(are_duplicates(objects[e.other], objects[p], exact) for p in path))
+            and not (dups and any((e.other, p) in dups for p in path))
         ]
         # annotated relations the grammar can write first; then the rest (geometric ones, and annotated
         # ones the grammar does not know, which reject the candidate and are counted per predicate)

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from core.boxes import iou
+import numpy as np
+
+from core.boxes import iou, iou_matrix
 from core.schema import EXACT_SOURCES, Rejection, Relation, SceneGraph, SceneObject
 from pipeline.normalise.names import compatible, most_specific
 
@@ -28,16 +30,28 @@ from pipeline.normalise.names import compatible, most_specific
 MERGE_IOU = 0.5
 
 
+def _overlapping(objects: list[SceneObject]) -> list[tuple[float, int, int]]:
+    """(IoU, i, j), i < j, of every pair whose boxes overlap at MERGE_IOU or more (all pairs at once)."""
+    if len(objects) < 2:
+        return []
+    m = iou_matrix([o.box for o in objects])
+    return [(float(m[i, j]), int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(m >= MERGE_IOU, 1)))]
+
+
 def duplicate_pairs(objects: list[SceneObject]) -> list[tuple[float, int, int]]:
     """(IoU, i, j) of every compatible pair at or above MERGE_IOU, best first."""
-    pairs = []
-    for i, a in enumerate(objects):
-        for j in range(i + 1, len(objects)):
-            b = objects[j]
-            v = iou(a.box, b.box)
-            if v >= MERGE_IOU and compatible(a, b):
-                pairs.append((v, i, j))
+    pairs = [(v, i, j) for v, i, j in _overlapping(objects) if compatible(objects[i], objects[j])]
     return sorted(pairs, key=lambda p: (-p[0], p[1], p[2]))
+
+
+def duplicate_ids(objects: list[SceneObject], exact: bool = False) -> frozenset[tuple[str, str]]:
+    """Every (a, b) id pair, both ways, for which `are_duplicates` holds: computed once for a graph, so
+    that a chain walk asks a set instead of comparing boxes (one image asks hundreds of pairs)."""
+    out = {(a.id, m) for a in objects for m in a.merged_from} | {(m, a.id) for a in objects for m in a.merged_from}
+    if not exact:
+        for _, i, j in duplicate_pairs(objects):
+            out |= {(objects[i].id, objects[j].id), (objects[j].id, objects[i].id)}
+    return frozenset(out)
 
 
 def merge_duplicates(graph: SceneGraph) -> tuple[SceneGraph, list[Rejection]]:
