@@ -19,7 +19,7 @@ gains its quality section and plots/quality_vs_mmgcot.png. The Visual Genome lay
 photos (normalise step; only left of, right of, above, below and near from boxes): 359 examples
 instead of 360.
 
-Recorded again at commit 93c0fb1, where issues 15, 16 and 21 came together: every data file (Parquet,
+Recorded again at commit 93c0fb1 (`python -m tests.record_digests b52bd28 93c0fb1`), where issues 15, 16 and 21 came together: every data file (Parquet,
 MM-GCoT, LLaVA, plots, rejections, review queue) is byte for byte the one of b52bd28; only stats.json and
 the card changed, on purpose: both carry the source's records reconciled (held, read = released +
 rejected, issue 15), and the quality section's sample questions are spread over a thinned stream (at
