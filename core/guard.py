@@ -58,6 +58,12 @@ def _listing(folder: Path, names: Iterable[str] | None = None, limit: int = 5) -
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing parent of ``path`` when it is a file, not a folder (nothing can be written there)."""
+    parent = next((p for p in path.parents if p.exists()), None)
+    return parent if parent is not None and not parent.is_dir() else None
+
+
 def files_below(folder: Path) -> list[str]:
     """Every file (and symbolic link) below ``folder``, as sorted POSIX paths relative to it."""
     out = []
@@ -141,11 +147,9 @@ class OutputGuard:
         continued in place (no --overwrite needed, nothing replaced)."""
         self.check_inputs()
         out = self.out
-        for parent in out.parents:  # a file where a parent folder should be
-            if parent.exists():
-                if not parent.is_dir():
-                    raise self._refuse(f"lies under {parent}, which is a file", "choose a folder path")
-                break
+        blocker = _file_above(out)
+        if blocker is not None:
+            raise self._refuse(f"lies under {blocker}, which is a file", "choose a folder path")
         if os.path.lexists(out) and not out.exists():
             raise self._refuse("is a broken symbolic link", "remove the link or choose another folder")
         if not out.exists():
@@ -205,11 +209,9 @@ def check_output_file(out: str | Path, kind: str, inputs: Iterable[tuple[str, st
     for role, p in ((r, Path(p).expanduser().resolve()) for r, p in inputs if p):
         if out == p or _within(out, p):
             raise OutputRefused(f"{flag} {out} {'is' if out == p else 'lies inside'} {role} ({p}), which this command reads. Nothing was changed; choose a path outside it.")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputRefused(f"{flag} {out} lies under {parent}, which is a file. Nothing was changed; choose another path.")
-            break
+    blocker = _file_above(out)
+    if blocker is not None:
+        raise OutputRefused(f"{flag} {out} lies under {blocker}, which is a file. Nothing was changed; choose another path.")
     if out.is_dir():
         raise OutputRefused(f"{flag} {out} is a folder; the {kind} is one file. Nothing was changed; give {flag} a file path.")
     taken = [f for f in (out, *(out.parent / n for n in beside)) if os.path.lexists(f)]
