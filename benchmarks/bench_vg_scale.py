@@ -34,8 +34,8 @@ env.apply()
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gcot-bench-prefect-")  # empty caches: no cached shards
 os.environ.pop("PREFECT_API_URL", None)
 
-from bench_build import free_port  # noqa: E402
-from vg_scale_scenes import write_vg_scale_scenes  # noqa: E402
+from benchmarks.bench_build import free_port  # noqa: E402
+from benchmarks.vg_scale_scenes import write_vg_scale_scenes  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

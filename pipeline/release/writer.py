@@ -174,7 +174,7 @@ def write_release(
             "command": cfg.release_command(),
             "config": cfg.stored(),
             **({"models": models} if models else {}),
-            "records": reconcile(ingest.counts, ingest.images, len(stats.image_ids)) if ingest.counts else None,
+            "records": reconcile(ingest.counts, ingest.images, len(stats.image_ids)),  # every ingest counts its records
         }
         if by_reference:
             meta["image_root"] = str(Path(ingest.source_root).resolve())
