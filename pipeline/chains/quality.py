@@ -22,6 +22,7 @@ from pipeline.chains.grammar import reads_as
 from pipeline.chains.regions import reread, tail_objects
 from pipeline.chains.relations import RelationGraph
 from pipeline.normalise.attributes import canonical as canonical_attribute
+from pipeline.normalise.duplicates import are_duplicates
 from pipeline.normalise.names import ALIASES, canonical_name
 
 __all__ = ["QUALITY_RULES", "answer_in_question", "quality_failures"]
@@ -50,11 +51,13 @@ def answer_in_question(ex: Example) -> bool:
 
 def quality_failures(ex: Example, graph: SceneGraph, relations: RelationGraph) -> list[tuple[str, str]]:
     fails: list[tuple[str, str]] = []
+    objs = {o.id: o for o in graph.objects}
     chain = [s for s in ex.steps if s.object_id is not None]
-    dups = relations.duplicates(graph, graph.source in EXACT_SOURCES)  # the pairs the walk avoided, computed once a graph
+    exact = graph.source in EXACT_SOURCES
     for i, a in enumerate(chain):
         for b in chain[i + 1 :]:
-            if a.object_id == b.object_id or (a.object_id, b.object_id) in dups:
+            oa, ob = objs.get(a.object_id), objs.get(b.object_id)
+            if a.object_id == b.object_id or (oa and ob and are_duplicates(oa, ob, exact)):
                 fails.append(("duplicate_in_chain", f"objects {a.object_id} and {b.object_id} are one thing annotated twice"))
     policy = relations.policy
     for k in range(1, len(chain)):
