@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: longv finetune annotate chromium labelstudio llamafactory demo test test-all bench serve clean venv lint detector postgres postgres-up prefect-pg worker deploy labelstudio-pg
+.PHONY: longv finetune pretrain experiment annotate chromium labelstudio llamafactory demo test test-all bench serve clean venv lint detector postgres postgres-up prefect-pg worker deploy labelstudio-pg
 
 venv: .venv/.synced
 
@@ -88,9 +88,17 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_swap.py
 
-finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
+finetune: venv ## fine-tune the shipped grounding model on the demo release (a few minutes on 2 cores)
 	@test -d releases/demo || $(MAKE) demo
-	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml --overwrite
+	$(PY) training/finetune.py --config training/configs/grounding_cpu.yaml --overwrite
+
+pretrain: venv ## retrain the shipped grounding model on synthetic scenes (about an hour on 2 CPU cores)
+	@test -d releases/demo || $(MAKE) demo
+	$(PY) training/pretrain.py --config training/configs/pretrain.yaml --overwrite
+
+experiment: venv ## MM-GCoT's experiment: plain rows vs GCoT rows from the shipped model, three protocols, table with 95 % intervals
+	@test -d releases/demo || $(MAKE) demo
+	$(PY) training/experiment.py --overwrite
 
 serve: venv ## local Prefect server + the build-gcot/local deployment
 	$(PY) -m gcot serve

@@ -10,8 +10,11 @@ between the digit tokens box coordinates are written with and the rest; and the 
 next token at the end of the prompt). FitPrune and G-Prune at 3 budgets; DyVTE,
 γ-MoD, RoE and FlashSloth's pooling once. Target: FitPrune >= 50 % of the visual FLOPs cut with >= 99 % agreement.
 
-Two models, both fine-tuned by training/finetune.py with training/configs/tiny_cpu.yaml:
-  runs/tiny-cpu  the default tiny model (`make finetune`): 16 visual tokens, 2 decoder layers;
+The models, all fine-tuned by training/finetune.py on the demo release:
+  runs/grounding-cpu the shipped grounding model (`make finetune`, training/configs/grounding_cpu.yaml):
+                 100 visual tokens, 4 decoder layers, pretrained to ground (training/pretrain.py);
+  runs/tiny-cpu  the tiny model built from configs with random weights (training/configs/tiny_cpu.yaml):
+                 16 visual tokens, 2 decoder layers;
   runs/tiny-eff  the same recipe on a tiny model with 64 visual tokens (96 px, 12 px patches) and 4
                  decoder layers, built here, so that layer-wise pruning has layers to work with;
   runs/tiny-cpu-long the default model fine-tuned for 1,500 steps instead of 150 (surer of its answers).
@@ -70,9 +73,20 @@ def ensure_model(name: str) -> Path:
     extra = [] if name == "tiny-cpu" else ["eval_limit=0"]
     if name == "tiny-cpu-long":
         extra.append("max_steps=1500")
-    subprocess.run([sys.executable, "training/finetune.py", "--config", "training/configs/tiny_cpu.yaml", "--data", str(RELEASE), "--out", str(run), *extra],
+    config = "training/configs/grounding_cpu.yaml" if name == "grounding-cpu" else "training/configs/tiny_cpu.yaml"
+    subprocess.run([sys.executable, "training/finetune.py", "--config", config, "--data", str(RELEASE), "--out", str(run), *extra],
                    cwd=ROOT, check=True)
     return run
+
+
+def base_of(run: Path) -> Path:
+    """The checkpoint a fine-tuning run started from: its own base/ (tiny), else the model its config names."""
+    import yaml
+
+    if (run / "base" / "config.json").exists():
+        return run / "base"
+    model = Path(yaml.safe_load((run / "config.yaml").read_text())["model"])
+    return model if model.is_absolute() else ROOT / model
 
 
 def rows_for(model: Path, quick: bool) -> tuple[list[dict], dict]:
@@ -162,7 +176,7 @@ def table(name: str, rows: list[dict], ref: dict, n_vis: int, layers: int) -> st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny-cpu,tiny-eff,tiny-cpu-long", help="comma-separated, of: tiny-cpu, tiny-eff, tiny-cpu-long")
+    ap.add_argument("--models", default="grounding-cpu,tiny-cpu,tiny-eff,tiny-cpu-long", help="comma-separated, of: grounding-cpu (make finetune: the shipped grounding model), tiny-cpu, tiny-eff, tiny-cpu-long")
     ap.add_argument("--quick", action="store_true", help="fewer samples and steps (a smoke run)")
     a = ap.parse_args()
     torch.set_num_threads(1)  # steadier latencies on a shared 2-core machine
@@ -172,7 +186,7 @@ def main() -> None:
         model = ensure_model(name)
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(model / "base", local_files_only=True)
+        cfg = AutoConfig.from_pretrained(base_of(model), local_files_only=True)
         n_vis = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
         rows, ref = rows_for(model, a.quick)
         text = table(f"runs/{name}", rows, ref, n_vis, cfg.text_config.num_hidden_layers)

@@ -34,8 +34,10 @@ from pipeline.evaluation.box_formats import NAMES as BOX_FORMATS  # noqa: E402
 from pipeline.longv.steps import LongVConfig  # noqa: E402
 from pipeline.steps import BuildConfig  # noqa: E402
 from training.efficiency.cli import EfficiencyCommand  # noqa: E402
+from training.experiment import ExperimentCommand  # noqa: E402
 from training.finetune import FinetuneCommand  # noqa: E402
 from training.generate import RunCommand  # noqa: E402
+from training.pretrain import PretrainCommand  # noqa: E402
 from training.tiny_llava import TinyModelCommand  # noqa: E402
 
 log = logging.getLogger("gcot")
@@ -328,6 +330,8 @@ class Gcot(Root, cli_prog_name="gcot"):
     run_model: CliSubCommand[RunCommand] = Field(description="run an image-text model on a release split and write a results file")
     review: CliSubCommand[Review] = Field(description="Label Studio review: serve, push a release, pull the reviews into a new release")
     finetune: CliSubCommand[FinetuneCommand] = Field(description="fine-tune an image-text model on a release with PEFT LoRA (training/finetune.py)")
+    pretrain: CliSubCommand[PretrainCommand] = Field(description="pretrain the offline grounding model on synthetic scenes (training/pretrain.py, make pretrain)")
+    experiment: CliSubCommand[ExperimentCommand] = Field(description="MM-GCoT's experiment: fine-tune on plain rows vs GCoT rows, evaluate both (training/experiment.py, make experiment)")
     efficiency: CliSubCommand[EfficiencyCommand] = Field(description="an efficiency stage (fitprune, gprune, dyvte, gamma-mod, roe, flashsloth) on a fine-tuned model")
     tiny_model: CliSubCommand[TinyModelCommand] = Field(description="build the tiny offline LLaVA-style model (tokenizer trained on a release's train split)")
     detector: CliSubCommand[DetectorGroup] = Field(description="the shipped detector: train it on synthetic scenes")

@@ -103,12 +103,18 @@ class Conversation:
         return cls(row["id"], row["image"], human.removeprefix(IMAGE_PLACEHOLDER), gpt)
 
 
-class Conversations:
-    """A split's LLaVA conversations (plain and ``_cot``), with the images from its Parquet shards."""
+ROWS = ("both", "plain", "cot")  # which of an example's two rows: MM-GCoT's pairs, or one kind alone (the paper's comparison)
 
-    def __init__(self, release: str | Path, split: str):
+
+class Conversations:
+    """A split's LLaVA conversations (plain and ``_cot``, or only one kind: ``rows``), with the images
+    from its Parquet shards."""
+
+    def __init__(self, release: str | Path, split: str, rows: str = "both"):
+        if rows not in ROWS:
+            raise ValueError(f"rows {rows!r}: choose from {', '.join(ROWS)}")
         examples, self.images = read_split(release, split)
-        self.rows = [Conversation.from_llava(row) for row in llava_rows(examples)]
+        self.rows = [c for c in (Conversation.from_llava(row) for row in llava_rows(examples)) if rows == "both" or c.id.endswith("_cot") == (rows == "cot")]
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -73,6 +73,8 @@ class FinetuneConfig(Config):
     qlora: bool = Field(True, description="4-bit base weights when on CUDA with bitsandbytes installed; ignored elsewhere")
     max_length: int = Field(384, ge=16, description="tokens a conversation is cut to")
     save_every: int = Field(50, ge=1, description="steps between checkpoints (--resume continues from the latest)")
+    rows: Literal["both", "plain", "cot"] = Field("both", description="which conversations of each train example: both (the plain row and the _cot chain row, as MM-GCoT trains), plain (answers only) or cot (chains only)")
+    protocols: list[Literal["answer-first", "grounding-first", "gcot"]] = Field(default_factory=lambda: ["answer-first", "gcot"], description="the MM-GCoT protocols the end-of-run evaluation runs")
     eval_limit: int = Field(48, ge=0, description="test-split samples evaluated at the end (0: skip; a release without a test split skips it too, saying so)")
     seed: int = Field(0, description="seed of sampling, initialisation and dropout")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
@@ -213,7 +215,7 @@ class Recipe:
         self.box_format = target_format(self.family, cfg.box_format)
         if quant is None:
             self.model.to(self.device)
-        self.data = Conversations(release, "train")
+        self.data = Conversations(release, "train", cfg.rows)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.dist.world > 1:  # the same seed gives the same LoRA init everywhere; make it certain
             import torch.distributed as tdist
@@ -365,7 +367,7 @@ class Recipe:
 
         merged = self.save_merged()
         reports = {}
-        for protocol in ("answer-first", "gcot"):
+        for protocol in self.cfg.protocols:
             path = run(RunConfig(release=self.cfg.data, model=str(merged), out=str(self.out / "eval" / f"{protocol}.jsonl"), overwrite=True, protocol=protocol,
                                  limit=self.cfg.eval_limit, batch_size=8, device=self.device))
             recs = read_results(path)

@@ -52,14 +52,18 @@ class TinyLlavaConfig:
     vocab_size: int = 2048
     max_positions: int = 1024
     seed: int = 0
+    intermediate_ratio: int = 2  # MLP width / hidden, both towers
+    crop: bool = True  # CLIP's resize-then-centre-crop; False: the whole image resized to a square, so no box falls off the edge
+    split_digits: bool = False  # one token a digit: a box's numbers are read and written digit by digit, as they are scored
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
+def train_tokenizer(texts: Iterable[str], vocab_size: int, split_digits: bool = False):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if split_digits else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
@@ -71,21 +75,22 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return fast
 
 
-def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None = None) -> Path:
-    """Train the tokenizer, build the model from configs with a fixed seed, save both."""
+def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None = None, save: bool = True):
+    """Train the tokenizer, build the model from configs with a fixed seed, save both (``save=False``:
+    return (model, processor) unsaved)."""
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     cfg = cfg or TinyLlavaConfig()
     out = Path(out_dir)
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.split_digits)
     vision = CLIPVisionConfig(
-        hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
+        hidden_size=cfg.vision_hidden, intermediate_size=cfg.intermediate_ratio * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
         num_attention_heads=cfg.heads, image_size=cfg.image_size, patch_size=cfg.patch_size, projection_dim=cfg.vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
+        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.intermediate_ratio * cfg.text_hidden,
         num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
         max_position_embeddings=cfg.max_positions, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
@@ -98,14 +103,17 @@ def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": cfg.image_size}, crop_size={"height": cfg.image_size, "width": cfg.image_size}
-    )
+    if cfg.crop:
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": cfg.image_size}, crop_size={"height": cfg.image_size, "width": cfg.image_size})
+    else:
+        image_processor = CLIPImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size}, do_center_crop=False)
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=cfg.patch_size,
         vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,
     )
+    if not save:
+        return model, processor
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -41,7 +41,7 @@ def assistant_turn(text: str) -> dict:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -111,7 +111,7 @@ class Family:
         for b in range(len(users)):
             full = enc["input_ids"][b][enc["attention_mask"][b].bool()].tolist()
             prompt = prompt_ids["input_ids"][b][prompt_ids["attention_mask"][b].bool()].tolist()
-            start = _common_prefix(full, prompt)
+            start = common_prefix(full, prompt)
             labels[b, start:len(full)] = enc["input_ids"][b, start:len(full)]
         enc["labels"] = labels
         return self.truncate(enc, max_length, self.image_token_ids(processor))

@@ -1,0 +1,433 @@
+"""Pretrain the offline grounding model: a small LLaVA-style model trained in full, from scratch, on
+synthetic scenes, so that fine-tuning on a release shows what the data teaches.
+
+    python training/pretrain.py --out training/weights/gcot-grounding --overwrite      (make pretrain)
+    python training/pretrain.py --steps 20 --scenes 40 --out /tmp/pt                    (a smoke run)
+
+1. **Scenes**: the project's own build (`pipeline.steps.run_plain`) renders ``--scenes`` synthetic scenes
+   under ``--scene-seed`` into ``--work`` and draws and verifies their chains; the generator's objects
+   come with them (`training.pretrain_tasks`). The scene seed is never the demo's, and before training
+   every pretraining image is checked against the test split of ``--avoid`` (default: the demo release):
+   a shared image stops the run.
+2. **Model**: `training.tiny_llava` from configs (a CLIP vision tower on the whole image resized to a
+   square, LLaVA's projector, a Llama decoder, a byte-level BPE with one token a digit, trained on the
+   pretraining scenes' text), every weight trained (no LoRA).
+3. **Curriculum**: conversations of several units (refer, region, answer-first, grounding-first) on the
+   pretraining release's train split; never a chain.
+4. **Held out**: the pretraining release's validation split (scenes never trained on), greedy, as the
+   protocols run: referring-box accuracy, region naming, answer accuracy and the answer's box (IoU > 0.5).
+5. **Out**: an ordinary Hugging Face checkpoint (``AutoModelForImageTextToText``/``AutoProcessor``) with a
+   card (``README.md``), ``pretrain.json`` (the recipe, wall and CPU time, the held-out numbers),
+   ``heldout.json`` (a fixed subset and its recorded outputs: the reproduction test's reference) and the
+   loss curve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core import env  # noqa: E402
+
+env.apply()
+
+from pydantic import Field  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from core.boxes import iou, parse_box  # noqa: E402
+from core.cli import CommandFailed, ConfigCommand, single  # noqa: E402
+from core.config import Config  # noqa: E402
+from core.guard import OutputGuard, OutputRefused  # noqa: E402
+from core.shards import write_atomically  # noqa: E402
+from training import pretrain_tasks as tasks  # noqa: E402
+from training.families.base import IGNORE, common_prefix, assistant_turn, user_turn  # noqa: E402
+from training.tiny_llava import IMAGE_TOKEN, TinyLlavaConfig  # noqa: E402
+
+SHIPPED = "training/weights/gcot-grounding"
+
+
+class PretrainConfig(Config):
+    """Pretrain the grounding model on synthetic scenes (full training, from scratch, on a CPU)."""
+
+    out: str = Field(SHIPPED, description="the checkpoint folder to write (a new one, or one this tool wrote with --overwrite)")
+    overwrite: bool = Field(False, description="replace the checkpoint already at --out (only one this tool wrote)")
+    work: str = Field(".gcot-work/pretrain", description="where the pretraining scenes' release is built (reused when it was built with the same scenes and seed)")
+    scenes: int = Field(4000, ge=4, description="synthetic scenes rendered for pretraining (80% train, 10% held out)")
+    scene_seed: int = Field(1001, description="seed of the pretraining scenes: never the seed of a release the model is evaluated on")
+    avoid: str = Field("releases/demo", description="a release whose test images must not be among the pretraining scenes (checked by content; skipped when it does not exist)")
+    steps: int = Field(3000, ge=1, description="optimizer steps")
+    batch_size: int = Field(16, ge=1, description="conversations a step")
+    units: int = Field(3, ge=1, description="units (refer, region, answer-first, grounding-first) a conversation")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine to a tenth)")
+    warmup: int = Field(200, ge=0, description="warm-up steps")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    image_size: int = Field(160, ge=16, description="the square the whole image is resized to")
+    patch_size: int = Field(16, ge=2, description="ViT patch: (image_size / patch_size)^2 visual tokens")
+    vision_hidden: int = Field(192, ge=16, description="vision tower width")
+    vision_layers: int = Field(4, ge=1, description="vision tower depth")
+    text_hidden: int = Field(256, ge=16, description="decoder width")
+    text_layers: int = Field(4, ge=1, description="decoder depth")
+    heads: int = Field(4, ge=1, description="attention heads, both towers")
+    intermediate_ratio: int = Field(3, ge=1, description="MLP width / hidden")
+    vocab_size: int = Field(1024, ge=300, description="BPE vocabulary (digits are single tokens)")
+    max_length: int = Field(400, ge=64, description="tokens a conversation is cut to")
+    heldout: int = Field(64, ge=0, description="held-out items a unit kind (refer, region, question) evaluated at the end")
+    subset: int = Field(8, ge=0, description="of those, the items a kind recorded with their outputs in heldout.json (the reproduction test's subset)")
+    seed: int = Field(0, description="seed of initialisation and sampling")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (none: torch's default)")
+
+    def model_config_(self) -> TinyLlavaConfig:
+        return TinyLlavaConfig(
+            image_size=self.image_size, patch_size=self.patch_size, vision_hidden=self.vision_hidden, vision_layers=self.vision_layers,
+            text_hidden=self.text_hidden, text_layers=self.text_layers, heads=self.heads, vocab_size=self.vocab_size,
+            seed=self.seed, intermediate_ratio=self.intermediate_ratio, crop=False, split_digits=True,
+        )
+
+
+class PretrainCommand(PretrainConfig, ConfigCommand):
+    """Pretrain the offline grounding model on synthetic scenes and write it as a Hugging Face checkpoint
+    with its card, recipe, CPU time and held-out numbers (make pretrain).
+
+    Examples:
+      gcot pretrain --out training/weights/gcot-grounding --overwrite
+      gcot pretrain --steps 20 --scenes 40 --heldout 4 --out /tmp/pt
+    """
+
+    CONFIG = PretrainConfig
+
+    def run(self) -> int:
+        cfg = self.resolve()
+        guard = OutputGuard(cfg.out, "grounding model", [("the release to avoid", cfg.avoid)], overwrite=cfg.overwrite)
+        try:
+            guard.check()
+            print(write_atomically(cfg.out, lambda tmp: pretrain(cfg, tmp), guard))
+        except (OutputRefused, ValueError, FileNotFoundError) as e:
+            raise CommandFailed(str(e)) from None
+        return 0
+
+
+# ---------------------------------------------------------------- scenes
+
+
+def scene_release(cfg: PretrainConfig) -> Path:
+    """The pretraining scenes' release under ``work`` (built by the project's pipeline, reused when the
+    one there has the same scenes and seed)."""
+    import yaml
+
+    from pipeline.steps import BuildConfig, run_plain
+
+    out = Path(cfg.work) / "release"
+    conf = out / "config.yaml"
+    if conf.is_file():
+        old = yaml.safe_load(conf.read_text()) or {}
+        if old.get("source") == "synthetic" and old.get("images") == cfg.scenes and old.get("seed") == cfg.scene_seed:
+            return out
+    run_plain(BuildConfig(source="synthetic", images=cfg.scenes, seed=cfg.scene_seed, out=str(out), overwrite=True, work_dir=str(Path(cfg.work) / "build")))
+    return out
+
+
+def image_digests(release: str | Path, split: str) -> set[str]:
+    from training.data import read_split
+
+    _, images = read_split(release, split)
+    return {hashlib.sha256(b).hexdigest() for b in images.values()}
+
+
+def check_unseen(cfg: PretrainConfig, images: dict[str, bytes]) -> int:
+    """Stop if a pretraining image is one of ``avoid``'s test images; returns how many were compared."""
+    if not (Path(cfg.avoid) / "data").is_dir():
+        return 0
+    test = image_digests(cfg.avoid, "test")
+    shared = [p for p, b in images.items() if hashlib.sha256(b).hexdigest() in test]
+    if shared:
+        raise ValueError(f"{cfg.avoid}: {len(shared)} of its test images are among the pretraining scenes (e.g. {shared[0]}); choose another --scene-seed")
+    return len(test)
+
+
+def scene_image(seed: int, image_id: int) -> bytes:
+    """A synthetic scene's image bytes as the release stores them (the generator's JPEG)."""
+    from pipeline.sources.synthetic import JPEG_QUALITY, make_scene
+
+    img, _ = make_scene(seed, image_id)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- encoding
+
+
+class Encoder:
+    """Multi-turn conversations -> a right-padded batch with labels on every assistant turn."""
+
+    def __init__(self, processor, max_length: int):
+        self.processor, self.tok, self.max_length = processor, processor.tokenizer, max_length
+        self.n_image = int(getattr(processor, "num_image_tokens", 0) or 0) or self._count_image_tokens()
+
+    def _count_image_tokens(self) -> int:
+        from PIL import Image
+
+        enc = self.processor(images=[Image.new("RGB", (32, 32))], text=[IMAGE_TOKEN], return_tensors="pt")
+        return int((enc["input_ids"] == self.processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)).sum())
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.n_image))["input_ids"]
+
+    def messages(self, turns: list[tuple[str, str]]) -> list[dict]:
+        out = []
+        for k, (u, a) in enumerate(turns):
+            out += [user_turn(u, with_image=k == 0), assistant_turn(a)]
+        return out
+
+    def one(self, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+        msgs = self.messages(turns)
+        render = self.processor.apply_chat_template
+        ids = self._ids(render([msgs], add_generation_prompt=False, tokenize=False)[0])
+        labels = [IGNORE] * len(ids)
+        for k in range(len(turns)):
+            prompt = self._ids(render([msgs[: 2 * k + 1]], add_generation_prompt=True, tokenize=False)[0])
+            through = self._ids(render([msgs[: 2 * k + 2]], add_generation_prompt=False, tokenize=False)[0])
+            start, end = common_prefix(ids, prompt), common_prefix(ids, through)
+            labels[start:end] = ids[start:end]
+        return ids[: self.max_length], labels[: self.max_length]
+
+    def batch(self, pixels: list, convs: list[list[tuple[str, str]]]) -> dict:
+        import torch
+
+        rows = [self.one(c) for c in convs]
+        T = max(len(i) for i, _ in rows)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(rows), T), pad, dtype=torch.long)
+        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), T), dtype=torch.long)
+        for b, (i, lab) in enumerate(rows):
+            ids[b, : len(i)], labels[b, : len(i)], mask[b, : len(i)] = torch.tensor(i), torch.tensor(lab), 1
+        return {"input_ids": ids, "attention_mask": mask, "pixel_values": torch.stack(pixels).float(), "labels": labels}
+
+
+# ---------------------------------------------------------------- held-out evaluation
+
+
+def heldout_items(scene_list: list[tasks.Scene], n: int, seed: int) -> list[dict]:
+    """A fixed draw of ``n`` items a kind from held-out scenes: refer, region, question (answer-first)."""
+    rng = random.Random(f"heldout:{seed}")
+    items: list[dict] = []
+    for kind in ("refer", "region", "question"):
+        pool = [(s.image, x) for s in scene_list for x in {"refer": s.refer, "region": s.region, "question": s.qa}[kind]]
+        for image, x in rng.sample(pool, min(n, len(pool))):
+            if kind == "refer":
+                items.append({"kind": kind, "image": image, "user": tasks.REFER_PROMPT.format(x[0]), "box": x[1]})
+            elif kind == "region":
+                items.append({"kind": kind, "image": image, "user": tasks.REGION_PROMPT.format(x[0]), "answer": x[1][:1].upper() + x[1][1:]})
+            else:
+                items.append({"kind": kind, "image": image, "user": f"{x[0]}\n{tasks.PLAIN_PROMPT}", "answer": x[1], "box": x[2]})
+    return items
+
+
+def _box_hit(pred: str, gt: str) -> bool:
+    """The official grounding hit: the box read as the official script reads it, IoU > 0.5."""
+    from pipeline.evaluation import official
+
+    box = official.parse_box(pred)
+    return len(box) == 4 and iou(tuple(box), parse_box(gt)) > 0.5
+
+
+def run_heldout(model, processor, items: list[dict], images: dict[str, bytes], batch_size: int = 16) -> list[dict]:
+    """Greedy outputs of each item (questions: the answer, then the box in a second turn, as answer-first
+    runs); each item comes back with ``pred`` (and ``pred_box``) and ``hit`` (and ``box_hit``)."""
+    import torch
+
+    from pipeline.evaluation.official import answer_correct as _answer_hit
+    from training import families
+    from training.data import decode_image
+
+    family = families.family_of(model.config)
+    out = []
+
+    def generate(convs, ims, max_new):
+        enc = family.generation_inputs(processor, convs, ims)
+        with torch.inference_mode():
+            g = model.generate(**enc, max_new_tokens=max_new, do_sample=False)
+        return [t.strip() for t in processor.batch_decode(g[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+
+    model.eval()
+    for start in tqdm(range(0, len(items), batch_size), desc="held out", unit="batch"):
+        chunk = items[start : start + batch_size]
+        ims = [decode_image(images[it["image"]]) for it in chunk]
+        convs = [[user_turn(it["user"])] for it in chunk]
+        first = generate(convs, ims, 40)
+        second = generate([c + [assistant_turn(a), user_turn(tasks.BOX_PROMPT, with_image=False)] for c, a in zip(convs, first)], ims, 40)
+        for it, a, b in zip(chunk, first, second):
+            r = dict(it, pred=a)
+            if it["kind"] == "refer":
+                r["hit"] = _box_hit(a, it["box"])
+            elif it["kind"] == "region":
+                r["hit"] = _answer_hit(a, it["answer"])
+            else:
+                r.update(hit=_answer_hit(a, it["answer"]), pred_box=b, box_hit=_box_hit(b, it["box"]))
+            out.append(r)
+    return out
+
+
+def scores(results: list[dict]) -> dict[str, float]:
+    """Held-out accuracies in percent: refer (box IoU > 0.5), region (exact name), answer, answer box."""
+    def pct(xs):
+        return round(100.0 * sum(xs) / len(xs), 1) if xs else float("nan")
+
+    return {
+        "refer_box_accuracy": pct([r["hit"] for r in results if r["kind"] == "refer"]),
+        "region_accuracy": pct([r["hit"] for r in results if r["kind"] == "region"]),
+        "answer_accuracy": pct([r["hit"] for r in results if r["kind"] == "question"]),
+        "answer_box_accuracy": pct([r["box_hit"] for r in results if r["kind"] == "question"]),
+    }
+
+
+# ---------------------------------------------------------------- training
+
+
+def pretrain(cfg: PretrainConfig, out: Path) -> Path:
+    import torch
+
+    from training.data import read_split, split_rows
+    from training.masked_head import masked_lm_loss
+    from training.tiny_llava import build
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    release = scene_release(cfg)
+    train_ex, train_images = read_split(release, "train")
+    compared = check_unseen(cfg, train_images)  # before anything is trained on them
+    if not split_rows(release, "validation"):
+        raise ValueError(f"{release}: {cfg.scenes} scenes leave no held-out scene (the validation split is empty); render more with --scenes")
+    held_ex, held_images = read_split(release, "validation")
+    train_scenes, held_scenes = tasks.scenes(train_ex, cfg.scene_seed), tasks.scenes(held_ex, cfg.scene_seed)
+    model, processor = build(out, tasks.texts(train_scenes), cfg.model_config_(), save=False)
+    enc = Encoder(processor, cfg.max_length)
+    ip = processor.image_processor
+    from training.data import decode_image
+
+    pixels = {}
+    for s in tqdm(train_scenes, desc="images", unit="img"):
+        pixels[s.image] = ip(decode_image(train_images[s.image]), return_tensors="pt")["pixel_values"][0].to(torch.bfloat16)
+    prep_s = time.perf_counter() - wall0
+
+    torch.manual_seed(cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    warm = max(1, cfg.warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
+    log = []
+    model.train()
+    t_train = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="pretrain", unit="step")
+    for step in bar:
+        rng = random.Random(f"{cfg.seed}:{step}")
+        chosen = [train_scenes[rng.randrange(len(train_scenes))] for _ in range(cfg.batch_size)]
+        batch = enc.batch([pixels[s.image] for s in chosen], [tasks.conversation(s, rng, cfg.units) for s in chosen])
+        hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
+        loss = masked_lm_loss(hidden, model.lm_head, batch["labels"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        log.append({"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    train_s = time.perf_counter() - t_train
+
+    items = heldout_items(held_scenes, cfg.heldout, cfg.seed)
+    results = run_heldout(model, processor, items, held_images)
+    held = scores(results)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+
+    model.config.gcot_box_format = "xywh-norm"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    subset = []
+    for kind in ("refer", "region", "question"):
+        for r in [r for r in results if r["kind"] == kind][: cfg.subset]:
+            image_id = int(Path(r["image"]).stem)
+            b = held_images[r["image"]]
+            if scene_image(cfg.scene_seed, image_id) != b:  # the test regenerates the subset's images: they must be the same bytes
+                raise ValueError(f"{r['image']}: the regenerated scene differs from the release's bytes")
+            subset.append({**r, "scene_seed": cfg.scene_seed, "image_id": image_id, "image_sha256": hashlib.sha256(b).hexdigest()})
+    record = {
+        "recipe": cfg.model_dump(mode="json", exclude={"overwrite", "out", "work"}),
+        "data": {"train_scenes": len(train_scenes), "train_examples": len(train_ex), "heldout_scenes": len(held_scenes), "avoid_test_images_compared": compared},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "visual_tokens": enc.n_image,
+        "time": {"wall_s": round(wall), "cpu_s": round(cpu), "prepare_s": round(prep_s), "train_s": round(train_s), "threads": torch.get_num_threads(), "device": "cpu"},
+        "loss": {"first": log[0]["loss"], "last10": round(sum(r["loss"] for r in log[-10:]) / len(log[-10:]), 4)},
+        "heldout": {"items_per_kind": cfg.heldout, **held},
+    }
+    (out / "pretrain.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "heldout.json").write_text(json.dumps({"scores": scores(subset), "items": subset}, indent=1) + "\n")
+    (out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    _plot(log, out / "loss.png")
+    (out / "README.md").write_text(card(record))
+    print(json.dumps(record["heldout"]), file=sys.stderr)
+    return out
+
+
+def _plot(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_title("Grounding model pretraining")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def card(r: dict) -> str:
+    rc, t, h = r["recipe"], r["time"], r["heldout"]
+    return f"""# gcot-grounding: the offline grounding model
+
+A small LLaVA-style model (CLIP vision tower, LLaVA projector, Llama decoder; {r['parameters'] / 1e6:.1f} M parameters),
+trained in full from scratch on synthetic scenes by `make pretrain` (`training/pretrain.py`). Load it as any
+checkpoint: `AutoModelForImageTextToText.from_pretrained(path)`, `AutoProcessor.from_pretrained(path)`.
+Boxes are MM-GCoT's normalized `[x, y, w, h]`.
+
+## Recipe
+- scenes: {r['data']['train_scenes']} train scenes ({r['data']['train_examples']} verified examples) rendered with seed {rc['scene_seed']};
+  {r['data']['heldout_scenes']} held-out scenes; none is a test image of `{rc['avoid']}` ({r['data']['avoid_test_images_compared']} compared by content)
+- image {rc['image_size']} px square (no crop), patch {rc['patch_size']}: {r['visual_tokens']} visual tokens; vision {rc['vision_hidden']} x {rc['vision_layers']} layers,
+  decoder {rc['text_hidden']} x {rc['text_layers']} layers, {rc['heads']} heads, BPE {rc['vocab_size']} with one token a digit
+- curriculum: {rc['units']} units a conversation (refer, region, answer-first, grounding-first), never a chain
+- {rc['steps']} steps of {rc['batch_size']} conversations, AdamW lr {rc['lr']} (warm-up {rc['warmup']}, cosine to a tenth), every weight trained
+
+## Cost
+{t['wall_s'] / 60:.1f} min wall ({t['train_s'] / 60:.1f} min of training, {t['prepare_s'] / 60:.1f} min building the scenes and the model), {t['cpu_s'] / 60:.1f} min CPU, {t['threads']} threads on a CPU.
+
+## Held out ({h['items_per_kind']} items a kind, greedy)
+| refer box (IoU > 0.5) | region name | answer | answer's box (IoU > 0.5) |
+|---|---|---|---|
+| {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
+
+Loss {r['loss']['first']} -> {r['loss']['last10']} (mean of the last 10 steps); `loss.png`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    return single(PretrainCommand, "python training/pretrain.py", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

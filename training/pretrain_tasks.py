@@ -1,0 +1,120 @@
+"""The grounding model's pretraining curriculum: multi-turn conversations about one synthetic scene.
+
+A pretraining scene is one image of a release built by the project's own pipeline under a seed of its
+own (never the demo's), with the synthetic generator's exact objects (`pipeline.sources.synthetic`).
+Four kinds of unit teach what the GCoT tasks rest on, and none of them is a chain (no "Step k:" line is
+ever a target, so fine-tuning on ``_cot`` rows is what teaches chains):
+
+- **refer**: a referring expression (a verified chain step's phrase, or an object's full description)
+  -> its box, with LLaVA-1.5's RefCOCO prompt;
+- **region**: a box -> the object there ("small red metal ball");
+- **answer-first**: a question -> its answer, then the evaluation's box prompt -> the answer's box;
+- **grounding-first**: the box prompt first, then the answer.
+
+One conversation packs several units, so one pass of the vision tower serves several targets; every
+assistant turn is a target. Boxes are MM-GCoT's normalized ``[x, y, w, h]``, 3 decimals.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from core.boxes import format_box
+from core.schema import Example
+from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
+
+REFER_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {}."
+REGION_PROMPT = "What is the object in the region {}?"
+BOX_PROMPT = "Please provide the bounding box coordinate of the region for the final answer."  # training/generate.py's, as evaluated
+UNITS = ("refer", "region", "answer-first", "grounding-first")
+WEIGHTS = (0.35, 0.15, 0.35, 0.15)
+
+
+@dataclass
+class Scene:
+    """What pretraining may ask about one image."""
+
+    image: str  # the image's path in the release
+    refer: list[tuple[str, str]] = field(default_factory=list)  # (phrase, box literal)
+    region: list[tuple[str, str]] = field(default_factory=list)  # (box literal, description)
+    qa: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, answer box literal)
+
+
+def phrase_of(step_text: str) -> str | None:
+    """A grounded step's referring phrase: "The cylinder on the ball is at [...]" -> "the cylinder on the ball"."""
+    head, sep, _ = step_text.partition(" is at [")
+    return head[:1].lower() + head[1:] if sep and head else None
+
+
+def scene_objects(seed: int, image_id: int) -> list[tuple[str, str]]:
+    """(box literal, "size color material name") of every object the generator placed in the scene."""
+    from pipeline.sources.synthetic import make_scene
+
+    _, record = make_scene(seed, image_id)  # boxes in the scene's pixels (x, y, w, h)
+    return [((o["x"], o["y"], o["w"], o["h"]), " ".join([*o["attributes"], o["names"][0]])) for o in record["objects"]]
+
+
+def scenes(examples: list[Example], seed: int) -> list[Scene]:
+    """The examples of a synthetic release grouped by image, with the generator's objects (``seed``: the
+    release's scene seed), in release order."""
+    by_image: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        by_image[ex.image].append(ex)
+    out = []
+    for image, exs in by_image.items():
+        s = Scene(image)
+        first = exs[0]
+        seen: set[str] = set()
+        for ex in exs:
+            for st in ex.steps:
+                p = phrase_of(st.text)
+                if st.box is not None and p and p not in seen:
+                    seen.add(p)
+                    s.refer.append((p, format_box(st.box)))
+            if ex.answer_box is not None:
+                s.qa.append((ex.question, ex.answer, format_box(ex.answer_box)))
+        objects = scene_objects(seed, int(first.image_id))
+        counts: dict[str, int] = defaultdict(int)
+        for _, d in objects:
+            counts[d] += 1
+        for (x, y, w, h), d in objects:
+            box = format_box((x / first.width, y / first.height, w / first.width, h / first.height))
+            s.region.append((box, d))
+            if counts[d] == 1 and f"the {d}" not in seen:
+                s.refer.append((f"the {d}", box))
+        out.append(s)
+    return out
+
+
+def conversation(scene: Scene, rng: random.Random, units: int) -> list[tuple[str, str]]:
+    """``units`` units drawn from the scene as (user, assistant) turns; the image goes with the first."""
+    turns: list[tuple[str, str]] = []
+    for _ in range(units):
+        kind = rng.choices(UNITS, WEIGHTS)[0]
+        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer:
+            kind = "region"
+        if kind == "refer":
+            p, box = rng.choice(scene.refer)
+            turns.append((REFER_PROMPT.format(p), box))
+        elif kind == "region":
+            box, d = rng.choice(scene.region)
+            turns.append((REGION_PROMPT.format(box), d[:1].upper() + d[1:]))
+        else:
+            q, a, box = rng.choice(scene.qa)
+            if kind == "answer-first":
+                turns += [(f"{q}\n{PLAIN_PROMPT}", a), (BOX_PROMPT, box)]
+            else:
+                turns += [(f"{q}\n{BOX_PROMPT}", box), (PLAIN_PROMPT, a)]
+    return turns
+
+
+def texts(scene_list: list[Scene]) -> list[str]:
+    """The tokenizer's training text: every prompt and target the curriculum can write, and the words of
+    the chain format fine-tuning will teach (its prompt, "Step k:", "Final Answer:"; no chain's content)."""
+    out = [PLAIN_PROMPT, BOX_PROMPT, COT_PROMPT, REFER_PROMPT.format(""), REGION_PROMPT.format("")]
+    out += [f"Step {k}: The is at\nFinal Answer:" for k in range(1, 7)]
+    for s in scene_list:
+        out += [p for p, _ in s.refer] + [d for _, d in s.region] + [t for q, a, _ in s.qa for t in (q, a)]
+    return out
