@@ -48,7 +48,7 @@ from core.config import Config  # noqa: E402
 from core.guard import OutputGuard, OutputRefused  # noqa: E402
 from core.shards import write_atomically  # noqa: E402
 from training import pretrain_tasks as tasks  # noqa: E402
-from training.families.base import IGNORE, common_prefix, assistant_turn, user_turn  # noqa: E402
+from training.families.base import IGNORE, assistant_turn, common_prefix, user_turn  # noqa: E402
 from training.tiny_llava import IMAGE_TOKEN, TinyLlavaConfig  # noqa: E402
 
 SHIPPED = "training/weights/gcot-grounding"
@@ -65,7 +65,8 @@ class PretrainConfig(Config):
     avoid: str = Field("releases/demo", description="a release whose test images must not be among the pretraining scenes (checked by content; skipped when it does not exist)")
     steps: int = Field(3000, ge=1, description="optimizer steps")
     batch_size: int = Field(16, ge=1, description="conversations a step")
-    units: int = Field(3, ge=1, description="units (refer, region, answer-first, grounding-first) a conversation")
+    units: int = Field(3, ge=1, description="units (refer, region, answer-first, grounding-first, inventory) a conversation")
+    warm_share: float = Field(0.25, ge=0, le=1, description="share of the steps, at the start, that draw mostly inventory and region units (training/pretrain_tasks.py)")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine to a tenth)")
     warmup: int = Field(200, ge=0, description="warm-up steps")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
@@ -81,8 +82,10 @@ class PretrainConfig(Config):
     max_length: int = Field(400, ge=64, description="tokens a conversation is cut to")
     heldout: int = Field(64, ge=0, description="held-out items a unit kind (refer, region, question) evaluated at the end")
     subset: int = Field(8, ge=0, description="of those, the items a kind recorded with their outputs in heldout.json (the reproduction test's subset)")
+    init: str | None = Field(None, description="continue from this checkpoint (one this command wrote) instead of a model built from configs: a second stage, e.g. at a lower lr; the model fields are then the checkpoint's")
     seed: int = Field(0, description="seed of initialisation and sampling")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (none: torch's default)")
+    save_every: int = Field(250, ge=1, description="steps between snapshots of the model in <work>/snapshot (to look at a long run while it trains)")
 
     def model_config_(self) -> TinyLlavaConfig:
         return TinyLlavaConfig(
@@ -105,7 +108,7 @@ class PretrainCommand(PretrainConfig, ConfigCommand):
 
     def run(self) -> int:
         cfg = self.resolve()
-        guard = OutputGuard(cfg.out, "grounding model", [("the release to avoid", cfg.avoid)], overwrite=cfg.overwrite)
+        guard = OutputGuard(cfg.out, "grounding model", [("the release to avoid", cfg.avoid)] + ([("the checkpoint to continue", cfg.init)] if cfg.init else []), overwrite=cfg.overwrite)
         try:
             guard.check()
             print(write_atomically(cfg.out, lambda tmp: pretrain(cfg, tmp), guard))
@@ -277,6 +280,29 @@ def run_heldout(model, processor, items: list[dict], images: dict[str, bytes], b
     return out
 
 
+def image_reliance(model, processor, scene_list: list[tasks.Scene], images: dict[str, bytes], n: int = 32) -> dict[str, float]:
+    """The answer loss of held-out refer and region units with each scene's own image and with the next
+    scene's: a model that reads the image does worse with the wrong one (a model that ignores it, the
+    failure of a vision tower trained from scratch, scores the same)."""
+    import torch
+
+    from training.data import decode_image
+    from training.masked_head import masked_lm_loss
+
+    enc = Encoder(processor, 400)
+    chosen = [s for s in scene_list if s.refer and s.region][:n]
+    pix = [processor.image_processor(decode_image(images[s.image]), return_tensors="pt")["pixel_values"][0] for s in chosen]
+    convs = [[(tasks.REFER_PROMPT.format(s.refer[0][0]), s.refer[0][1]), (tasks.REGION_PROMPT.format(s.region[0][0]), s.region[0][1].capitalize())] for s in chosen]
+    out = {}
+    model.eval()
+    with torch.inference_mode():
+        for name, px in (("own_image", pix), ("other_image", pix[1:] + pix[:1])):
+            b = enc.batch(px, convs)
+            hidden = model.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"]).last_hidden_state
+            out[f"loss_{name}"] = round(float(masked_lm_loss(hidden, model.lm_head, b["labels"])), 4)
+    return out
+
+
 def scores(results: list[dict]) -> dict[str, float]:
     """Held-out accuracies in percent: refer (box IoU > 0.5), region (exact name), answer, answer box."""
     def pct(xs):
@@ -310,7 +336,14 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         raise ValueError(f"{release}: {cfg.scenes} scenes leave no held-out scene (the validation split is empty); render more with --scenes")
     held_ex, held_images = read_split(release, "validation")
     train_scenes, held_scenes = tasks.scenes(train_ex, cfg.scene_seed), tasks.scenes(held_ex, cfg.scene_seed)
-    model, processor = build(out, tasks.texts(train_scenes), cfg.model_config_(), save=False)
+    if cfg.init:
+        from training import families
+
+        model, processor, _ = families.load(cfg.init)
+        earlier = json.loads((Path(cfg.init) / "pretrain.json").read_text()) if (Path(cfg.init) / "pretrain.json").is_file() else None
+    else:
+        model, processor = build(out, tasks.texts(train_scenes), cfg.model_config_(), save=False)
+        earlier = None
     enc = Encoder(processor, cfg.max_length)
     ip = processor.image_processor
     from training.data import decode_image
@@ -333,7 +366,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     for step in bar:
         rng = random.Random(f"{cfg.seed}:{step}")
         chosen = [train_scenes[rng.randrange(len(train_scenes))] for _ in range(cfg.batch_size)]
-        batch = enc.batch([pixels[s.image] for s in chosen], [tasks.conversation(s, rng, cfg.units) for s in chosen])
+        batch = enc.batch([pixels[s.image] for s in chosen], [tasks.conversation(s, rng, cfg.units, step < cfg.warm_share * cfg.steps) for s in chosen])
         hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
         loss = masked_lm_loss(hidden, model.lm_head, batch["labels"])
         loss.backward()
@@ -343,11 +376,14 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         opt.zero_grad(set_to_none=True)
         log.append({"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0]})
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            model.save_pretrained(Path(cfg.work) / "snapshot")
+            processor.save_pretrained(Path(cfg.work) / "snapshot")
     train_s = time.perf_counter() - t_train
 
     items = heldout_items(held_scenes, cfg.heldout, cfg.seed)
     results = run_heldout(model, processor, items, held_images)
-    held = scores(results)
+    held = {**scores(results), **image_reliance(model, processor, held_scenes, held_images)}
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 
     model.config.gcot_box_format = "xywh-norm"
@@ -370,6 +406,9 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         "loss": {"first": log[0]["loss"], "last10": round(sum(r["loss"] for r in log[-10:]) / len(log[-10:]), 4)},
         "heldout": {"items_per_kind": cfg.heldout, **held},
     }
+    if earlier:  # a later stage: the time and recipe of the stages before it
+        record["earlier_stages"] = [*earlier.get("earlier_stages", []), {k: earlier[k] for k in ("recipe", "time", "loss", "heldout")}]
+        record["time"]["total_wall_s"] = record["time"]["wall_s"] + sum(s["time"]["wall_s"] for s in record["earlier_stages"])
     (out / "pretrain.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "heldout.json").write_text(json.dumps({"scores": scores(subset), "items": subset}, indent=1) + "\n")
     (out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
@@ -398,6 +437,13 @@ def _plot(log: list[dict], path: Path) -> None:
 
 def card(r: dict) -> str:
     rc, t, h = r["recipe"], r["time"], r["heldout"]
+    stages = ""
+    for k, s in enumerate(r.get("earlier_stages", []), 1):
+        sr, sh = s["recipe"], s["heldout"]
+        stages += (f"\nStage {k} before this one: {sr['steps']} steps at lr {sr['lr']}, {s['time']['wall_s'] / 60:.1f} min wall; held out then: refer {sh['refer_box_accuracy']}, "
+                   f"region {sh['region_accuracy']}, answer {sh['answer_accuracy']}, answer's box {sh['answer_box_accuracy']}.")
+    if stages:
+        stages += f"\nAll stages: {t['total_wall_s'] / 60:.1f} min wall.\n"
     return f"""# gcot-grounding: the offline grounding model
 
 A small LLaVA-style model (CLIP vision tower, LLaVA projector, Llama decoder; {r['parameters'] / 1e6:.1f} M parameters),
@@ -415,11 +461,14 @@ Boxes are MM-GCoT's normalized `[x, y, w, h]`.
 
 ## Cost
 {t['wall_s'] / 60:.1f} min wall ({t['train_s'] / 60:.1f} min of training, {t['prepare_s'] / 60:.1f} min building the scenes and the model), {t['cpu_s'] / 60:.1f} min CPU, {t['threads']} threads on a CPU.
-
+{stages}
 ## Held out ({h['items_per_kind']} items a kind, greedy)
 | refer box (IoU > 0.5) | region name | answer | answer's box (IoU > 0.5) |
 |---|---|---|---|
 | {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
+
+Does it read the image? The loss of held-out refer + region units is {h.get('loss_own_image', float('nan'))} with each scene's own image
+and {h.get('loss_other_image', float('nan'))} with another scene's (the same number would mean the image is ignored).
 
 Loss {r['loss']['first']} -> {r['loss']['last10']} (mean of the last 10 steps); `loss.png`.
 """

@@ -9,7 +9,13 @@ ever a target, so fine-tuning on ``_cot`` rows is what teaches chains):
   -> its box, with LLaVA-1.5's RefCOCO prompt;
 - **region**: a box -> the object there ("small red metal ball");
 - **answer-first**: a question -> its answer, then the evaluation's box prompt -> the answer's box;
-- **grounding-first**: the box prompt first, then the answer.
+- **grounding-first**: the box prompt first, then the answer;
+- **inventory**: which colours, which shapes are in the image, and how many objects (sets written in
+  alphabetical order). These need no binding of words to places: a model that averages the image tokens
+  already gets a signal from them, so they break the symmetry in which a model trained from scratch
+  learns to ignore the image (measured: with the first four units alone, 3,000 steps gave a model whose
+  loss was the same with the right image, another image or none). They dominate the first
+  ``warm_share`` of the steps.
 
 One conversation packs several units, so one pass of the vision tower serves several targets; every
 assistant turn is a target. Boxes are MM-GCoT's normalized ``[x, y, w, h]``, 3 decimals.
@@ -28,8 +34,12 @@ from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 REFER_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {}."
 REGION_PROMPT = "What is the object in the region {}?"
 BOX_PROMPT = "Please provide the bounding box coordinate of the region for the final answer."  # training/generate.py's, as evaluated
-UNITS = ("refer", "region", "answer-first", "grounding-first")
-WEIGHTS = (0.35, 0.15, 0.35, 0.15)
+COLORS_PROMPT = "Which colors do the objects in the image have?"
+SHAPES_PROMPT = "Which kinds of object are in the image?"
+COUNT_PROMPT = "How many objects are in the image?"
+UNITS = ("refer", "region", "answer-first", "grounding-first", "inventory")
+WEIGHTS = (0.3, 0.15, 0.3, 0.1, 0.15)
+WARM_WEIGHTS = (0.1, 0.2, 0.05, 0.0, 0.65)  # the first steps: mostly what needs no binding
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Scene:
     refer: list[tuple[str, str]] = field(default_factory=list)  # (phrase, box literal)
     region: list[tuple[str, str]] = field(default_factory=list)  # (box literal, description)
     qa: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, answer box literal)
+    inventory: list[tuple[str, str]] = field(default_factory=list)  # (question, answer): colours, shapes, count
 
 
 def phrase_of(step_text: str) -> str | None:
@@ -76,6 +87,14 @@ def scenes(examples: list[Example], seed: int) -> list[Scene]:
             if ex.answer_box is not None:
                 s.qa.append((ex.question, ex.answer, format_box(ex.answer_box)))
         objects = scene_objects(seed, int(first.image_id))
+        from pipeline.sources.synthetic import COLORS, SHAPES
+
+        words = [d.split() for _, d in objects]
+        s.inventory = [
+            (COLORS_PROMPT, ", ".join(sorted({w for ws in words for w in ws if w in COLORS})).capitalize()),
+            (SHAPES_PROMPT, ", ".join(sorted({ws[-1] for ws in words if ws[-1] in SHAPES})).capitalize()),
+            (COUNT_PROMPT, str(len(objects))),
+        ]
         counts: dict[str, int] = defaultdict(int)
         for _, d in objects:
             counts[d] += 1
@@ -88,11 +107,15 @@ def scenes(examples: list[Example], seed: int) -> list[Scene]:
     return out
 
 
-def conversation(scene: Scene, rng: random.Random, units: int) -> list[tuple[str, str]]:
-    """``units`` units drawn from the scene as (user, assistant) turns; the image goes with the first."""
+def conversation(scene: Scene, rng: random.Random, units: int, warm: bool = False) -> list[tuple[str, str]]:
+    """``units`` units drawn from the scene as (user, assistant) turns (``warm``: the first steps' mix);
+    the image goes with the first."""
     turns: list[tuple[str, str]] = []
     for _ in range(units):
-        kind = rng.choices(UNITS, WEIGHTS)[0]
+        kind = rng.choices(UNITS, WARM_WEIGHTS if warm else WEIGHTS)[0]
+        if kind == "inventory":
+            turns.append(rng.choice(scene.inventory))
+            continue
         if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer:
             kind = "region"
         if kind == "refer":
@@ -113,7 +136,7 @@ def conversation(scene: Scene, rng: random.Random, units: int) -> list[tuple[str
 def texts(scene_list: list[Scene]) -> list[str]:
     """The tokenizer's training text: every prompt and target the curriculum can write, and the words of
     the chain format fine-tuning will teach (its prompt, "Step k:", "Final Answer:"; no chain's content)."""
-    out = [PLAIN_PROMPT, BOX_PROMPT, COT_PROMPT, REFER_PROMPT.format(""), REGION_PROMPT.format("")]
+    out = [PLAIN_PROMPT, BOX_PROMPT, COT_PROMPT, REFER_PROMPT.format(""), REGION_PROMPT.format(""), COLORS_PROMPT, SHAPES_PROMPT, COUNT_PROMPT]
     out += [f"Step {k}: The is at\nFinal Answer:" for k in range(1, 7)]
     for s in scene_list:
         out += [p for p, _ in s.refer] + [d for _, d in s.region] + [t for q, a, _ in s.qa for t in (q, a)]
