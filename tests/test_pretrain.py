@@ -14,7 +14,7 @@ from training.experiment import _metrics, paired_bootstrap
 from training.pretrain import SHIPPED, main, run_heldout, scene_image, scores
 
 TINY = ["--image-size", "64", "--patch-size", "16", "--vision-hidden", "32", "--vision-layers", "1", "--text-hidden", "64",
-        "--text-layers", "1", "--heads", "2", "--vocab-size", "400", "--batch-size", "8", "--units", "2"]
+        "--text-layers", "1", "--heads", "2", "--vocab-size", "400", "--batch-size", "8", "--units", "2", "--vision-steps", "10"]
 
 
 def test_a_few_pretraining_steps_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path):

@@ -51,6 +51,26 @@ class Scene:
     region: list[tuple[str, str]] = field(default_factory=list)  # (box literal, description)
     qa: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, answer box literal)
     inventory: list[tuple[str, str]] = field(default_factory=list)  # (question, answer): colours, shapes, count
+    objects: list[tuple[tuple[float, float, float, float], str]] = field(default_factory=list)  # (normalized xywh, description), painted in this order
+
+
+def patch_labels(scene: Scene, grid: int):
+    """Per ViT patch (row-major, ``grid`` x ``grid``), the colour, shape and material index of the object
+    seen at the patch's centre (the one painted last there), 0 for background: the vision tower's
+    stage-0 targets (`training.pretrain`)."""
+    import torch
+
+    from pipeline.sources.synthetic import COLORS, MATERIALS, SHAPES
+
+    out = torch.zeros(3, grid * grid, dtype=torch.long)
+    for (x, y, w, h), d in scene.objects:
+        _, color, material, shape = d.split()
+        for gy in range(grid):
+            for gx in range(grid):
+                cx, cy = (gx + 0.5) / grid, (gy + 0.5) / grid
+                if x <= cx <= x + w and y <= cy <= y + h:
+                    out[:, gy * grid + gx] = torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material)])
+    return out
 
 
 def phrase_of(step_text: str) -> str | None:
@@ -98,6 +118,8 @@ def scenes(examples: list[Example], seed: int) -> list[Scene]:
         counts: dict[str, int] = defaultdict(int)
         for _, d in objects:
             counts[d] += 1
+        painted = sorted(range(len(objects)), key=lambda k: (objects[k][1].split()[-1] != "tray", objects[k][0][1] + objects[k][0][3], k))  # the generator's painter's order
+        s.objects = [(tuple(v / s_ for v, s_ in zip(objects[k][0], (first.width, first.height) * 2)), objects[k][1]) for k in painted]
         for (x, y, w, h), d in objects:
             box = format_box((x / first.width, y / first.height, w / first.width, h / first.height))
             s.region.append((box, d))
