@@ -88,16 +88,17 @@ bench: venv labelstudio ## benchmarks, printing numbers
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_swap.py
 
-finetune: venv ## fine-tune the shipped grounding model on the demo release (a few minutes on 2 cores)
+finetune: venv ## fine-tune the tiny offline model on the demo release (about a minute on 2 cores)
 	@test -d releases/demo || $(MAKE) demo
-	$(PY) training/finetune.py --config training/configs/grounding_cpu.yaml --overwrite
+	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml --overwrite
 
-pretrain: venv ## retrain the shipped grounding model on synthetic scenes (about an hour on 2 CPU cores)
+pretrain: venv ## pretrain the grounding model on synthetic scenes -> training/weights/gcot-grounding (about 35 min on 2 CPU cores; see README: it does not ground yet)
 	@test -d releases/demo || $(MAKE) demo
 	$(PY) training/pretrain.py --config training/configs/pretrain.yaml --overwrite
 
-experiment: venv ## MM-GCoT's experiment: plain rows vs GCoT rows from the shipped model, three protocols, table with 95 % intervals
+experiment: venv ## MM-GCoT's experiment: plain rows vs GCoT rows from the grounding model, three protocols, table with 95 % intervals
 	@test -d releases/demo || $(MAKE) demo
+	@test -f training/weights/gcot-grounding/config.json || $(MAKE) pretrain
 	$(PY) training/experiment.py --overwrite
 
 serve: venv ## local Prefect server + the build-gcot/local deployment

@@ -183,6 +183,9 @@ def main() -> None:
     ensure_release()
     out = []
     for name in a.models.split(","):
+        if name == "grounding-cpu" and not (ROOT / "training/weights/gcot-grounding/config.json").is_file():
+            print("grounding-cpu: skipped, no grounding model at training/weights/gcot-grounding (make pretrain builds it)", flush=True)
+            continue
         model = ensure_model(name)
         from transformers import AutoConfig
 

@@ -71,6 +71,8 @@ class ExperimentCommand(ExperimentConfig, ConfigCommand):
 
     def run(self) -> int:
         cfg = self.resolve()
+        if cfg.model != "tiny" and not (Path(cfg.model) / "config.json").is_file():
+            raise CommandFailed(f"{cfg.model}: no checkpoint there (no config.json); build the grounding model with `make pretrain`, or give --model PATH (or tiny)")
         inputs = [("the release", cfg.data)] + ([("the model", cfg.model)] if Path(cfg.model).exists() else [])
         guard = OutputGuard(cfg.out, "GCoT experiment", inputs, overwrite=cfg.overwrite, owned=OWNED)
         try:
