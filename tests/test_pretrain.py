@@ -48,11 +48,11 @@ def test_pretraining_stops_when_a_scene_is_a_test_image_of_the_release_to_avoid(
 def test_curriculum_units_never_teach_a_chain():
     scene = tasks.Scene("vg/VG_100K/1.jpg", refer=[("the red ball", "[0.100, 0.100, 0.200, 0.200]")],
                         region=[("[0.100, 0.100, 0.200, 0.200]", "small red metal ball")],
-                        qa=[("What is the color of the ball?", "Red", "[0.100, 0.100, 0.200, 0.200]")])
+                        qa=[("What is the color of the ball?", "Red", "[0.100, 0.100, 0.200, 0.200]")], inventory=[(tasks.COUNT_PROMPT, "1")])
     import random
 
     turns = [t for seed in range(40) for t in tasks.conversation(scene, random.Random(seed), 3)]
-    assert {a for _, a in turns} == {"[0.100, 0.100, 0.200, 0.200]", "Small red metal ball", "Red"}
+    assert {a for _, a in turns} == {"[0.100, 0.100, 0.200, 0.200]", "Small red metal ball", "Red", "1"}
     assert not any("Step" in a or "Final Answer" in a for _, a in turns)
     assert tasks.phrase_of("The cylinder on the ball is at [0.1, 0.2, 0.3, 0.4]") == "the cylinder on the ball"
     assert tasks.phrase_of("The color of the ball is red.") is None

@@ -135,11 +135,11 @@ def conversation(scene: Scene, rng: random.Random, units: int, warm: bool = Fals
     turns: list[tuple[str, str]] = []
     for _ in range(units):
         kind = rng.choices(UNITS, WARM_WEIGHTS if warm else WEIGHTS)[0]
+        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer or kind == "inventory" and not scene.inventory:
+            kind = "region"
         if kind == "inventory":
             turns.append(rng.choice(scene.inventory))
             continue
-        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer:
-            kind = "region"
         if kind == "refer":
             p, box = rng.choice(scene.refer)
             turns.append((REFER_PROMPT.format(p), box))
