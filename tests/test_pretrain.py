@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.evaluation.strict import metrics
 from pipeline.steps import BuildConfig, run_plain
 from training import pretrain_tasks as tasks
-from training.experiment import _metrics, paired_bootstrap
+from training.experiment import paired_bootstrap
 from training.pretrain import SHIPPED, main, run_heldout, scene_image, scores
 
 TINY = ["--image-size", "64", "--patch-size", "16", "--vision-hidden", "32", "--vision-layers", "1", "--text-hidden", "64",
@@ -86,7 +87,7 @@ def test_paired_bootstrap_intervals_and_differences():
     c, g = rng.random(200) < 0.7, rng.random(200) < 0.5
     same = paired_bootstrap((c, g), (c, g), 500, 0)
     assert all(same[k]["diff"] == 0 and same[k]["diff_ci95"] == [0.0, 0.0] for k in same)  # the same answers: no difference, no spread
-    m = _metrics(c, g)
+    m = [metrics(c, g)[k] for k in ("answer_accuracy", "grounding_accuracy", "consistency")]
     cr, cm, wr = (c & g).sum(), (c & ~g).sum(), (~c & g).sum()
     assert np.allclose(m, [c.mean() * 100, g.mean() * 100, cr / (cr + cm + wr) * 100])
     better = paired_bootstrap((c, g), (c, g | c), 500, 0)  # (b) grounds every answer it gets right

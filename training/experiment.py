@@ -115,27 +115,22 @@ def sample_scores(path: Path) -> tuple[np.ndarray, np.ndarray, list, int]:
     return np.array(correct, dtype=bool), np.array(grounded, dtype=bool), [r["question_id"] for r in recs], crashes
 
 
-def _metrics(c: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """[answer acc, grounding acc, consistency] over axis -1 (NaN consistency where no sample counts)."""
-    cr, cm, wr = (c & g).sum(-1), (c & ~g).sum(-1), (~c & g).sum(-1)
-    d = cr + cm + wr
-    return np.stack([c.mean(-1) * 100, g.mean(-1) * 100, np.where(d > 0, cr / np.maximum(d, 1) * 100, np.nan)], -1)
-
-
 def paired_bootstrap(a: tuple, b: tuple, samples: int, seed: int) -> dict:
-    """Each variant's metrics with 95 % intervals, and (b) - (a) over the same resampled questions."""
-    n = len(a[0])
-    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
-    ma, mb = _metrics(a[0][idx], a[1][idx]), _metrics(b[0][idx], b[1][idx])
+    """Each variant's metrics with 95 % intervals, and (b) - (a) over the same resampled questions
+    (`strict.resampled` with one seed draws the same resamples for both)."""
+    from pipeline.evaluation import strict
+
+    if len(a[0]) != len(b[0]):
+        raise ValueError(f"a paired bootstrap needs the same questions: {len(a[0])} results against {len(b[0])}")
+    ra, rb = strict.resampled(*a, samples, seed), strict.resampled(*b, samples, seed)
+    ma, mb = strict.metrics(*a), strict.metrics(*b)
 
     def ci(v):
-        v = v[~np.isnan(v)]
-        return [round(float(np.percentile(v, 2.5)), 2), round(float(np.percentile(v, 97.5)), 2)] if len(v) else None
+        interval = strict.percentile_ci(v)
+        return None if interval is None else [round(x, 2) for x in interval]
 
-    out = {}
-    for k, name in enumerate(METRICS):
-        out[name] = {"plain_ci95": ci(ma[:, k]), "cot_ci95": ci(mb[:, k]), "diff": round(float(_metrics(b[0], b[1])[k] - _metrics(a[0], a[1])[k]), 2), "diff_ci95": ci(mb[:, k] - ma[:, k])}
-    return out
+    return {name: {"plain_ci95": ci(ra[name]), "cot_ci95": ci(rb[name]), "diff": round(float(mb[name] - ma[name]), 2), "diff_ci95": ci(rb[name] - ra[name])}
+            for name in METRICS}
 
 
 def step_recall(path: Path) -> float | None:
@@ -147,6 +142,7 @@ def step_recall(path: Path) -> float | None:
 
 
 def run(cfg: ExperimentConfig) -> Path:
+    from pipeline.evaluation import strict
     from training.finetune import train
 
     out = Path(cfg.out)
@@ -160,8 +156,8 @@ def run(cfg: ExperimentConfig) -> Path:
             raise ValueError(f"{protocol}: the two variants were evaluated on different questions")
         entry = {"n": len(runs["plain"][2]), "paired": paired_bootstrap(runs["plain"][:2], runs["cot"][:2], cfg.bootstrap, cfg.seed)}
         for rows in VARIANTS:
-            m = _metrics(*runs[rows][:2])
-            entry[rows] = {name: round(float(m[k]), 2) for k, name in enumerate(METRICS)}
+            m = strict.metrics(*runs[rows][:2])
+            entry[rows] = {name: round(float(m[name]), 2) for name in METRICS}
             entry[rows]["official_would_fail"] = runs[rows][3]
             entry[rows]["step_recall"] = step_recall(out / rows / "eval" / f"{protocol}.jsonl") if protocol == "gcot" else None
         results["protocols"][protocol] = entry

@@ -105,6 +105,21 @@ class Generator:
         self.box_format = (getattr(model.config, "gcot_box_format", None) or self.family.box_format) if box_format == "family" else box_format
         box_formats.get(self.box_format)  # a clear error for an unknown name, before any generation
 
+    @classmethod
+    def of(cls, model, processor, device: str = "cpu") -> Generator:
+        """Generation with a model already in memory (pretraining's held-out scoring), in its family's
+        own box convention."""
+        import torch
+
+        from training import families
+
+        gen = cls.__new__(cls)
+        gen.torch, gen.device, gen.model, gen.processor = torch, device, model.eval(), processor
+        gen.family = families.family_of(model.config)
+        gen.model_id = type(model).__name__
+        gen.box_format = getattr(model.config, "gcot_box_format", None) or gen.family.box_format
+        return gen
+
     def __call__(self, conversations: list[list[dict]], images: list, max_new_tokens: int) -> list[str]:
         enc = {k: v.to(self.device) for k, v in self.family.generation_inputs(self.processor, conversations, images).items()}
         with self.torch.inference_mode():

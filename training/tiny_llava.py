@@ -75,15 +75,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, split_digits: bool = 
     return fast
 
 
-def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None = None, save: bool = True):
-    """Train the tokenizer, build the model from configs with a fixed seed, save both (``save=False``:
-    return (model, processor) unsaved)."""
+def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None = None) -> Path:
+    """Train the tokenizer, build the model from configs with a fixed seed, save both."""
+    model, processor = make(texts, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def make(texts: Iterable[str], cfg: TinyLlavaConfig | None = None):
+    """(model, processor): the tokenizer trained on ``texts``, the model built from configs with a fixed seed."""
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     cfg = cfg or TinyLlavaConfig()
-    out = Path(out_dir)
     tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.split_digits)
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_hidden, intermediate_size=cfg.intermediate_ratio * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
@@ -112,12 +120,7 @@ def build(out_dir: str | Path, texts: Iterable[str], cfg: TinyLlavaConfig | None
         vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,
     )
-    if not save:
-        return model, processor
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return model, processor
 
 
 def release_texts(release_dir: str | Path) -> list[str]:

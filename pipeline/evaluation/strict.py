@@ -142,7 +142,7 @@ def score(rec: dict, box_format: str | None, synonyms: dict[str, str], image_roo
     return Scored(str(rec.get("type") or "all"), correct, value, why, steps)
 
 
-def _metrics(correct: np.ndarray, grounded: np.ndarray) -> dict:
+def metrics(correct: np.ndarray, grounded: np.ndarray) -> dict:
     n = len(correct)
     cr = int(np.sum(correct & grounded))
     cm = int(np.sum(correct & ~grounded))
@@ -159,21 +159,30 @@ def _metrics(correct: np.ndarray, grounded: np.ndarray) -> dict:
     }
 
 
-def bootstrap_ci(correct: np.ndarray, grounded: np.ndarray, samples: int, seed: int) -> dict:
-    """95 % percentile intervals from resampling the samples with replacement."""
+def resampled(correct: np.ndarray, grounded: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Answer accuracy, grounding accuracy and consistency (NaN where no sample counts) of ``samples``
+    resamplings with replacement. The draw depends on the seed and the sample count only, so two result
+    sets over the same questions resampled with one seed are resampled alike (a paired bootstrap)."""
     n = len(correct)
-    if n == 0 or samples <= 0:
-        return {}
     idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
     c, g = correct[idx], grounded[idx]
     cr, cm, wr = (c & g).sum(1), (c & ~g).sum(1), (~c & g).sum(1)
     denom = cr + cm + wr
     cons = np.where(denom > 0, cr / np.maximum(denom, 1) * 100, np.nan)
-    out = {}
-    for name, values in (("answer_accuracy", c.mean(1) * 100), ("grounding_accuracy", g.mean(1) * 100), ("consistency", cons)):
-        v = values[~np.isnan(values)]
-        out[name] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
-    return out
+    return {"answer_accuracy": c.mean(1) * 100, "grounding_accuracy": g.mean(1) * 100, "consistency": cons}
+
+
+def percentile_ci(values: np.ndarray) -> list[float] | None:
+    """The 95 % percentile interval of the values that are not NaN (None if there are none)."""
+    v = values[~np.isnan(values)]
+    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+
+
+def bootstrap_ci(correct: np.ndarray, grounded: np.ndarray, samples: int, seed: int) -> dict:
+    """95 % percentile intervals from resampling the samples with replacement."""
+    if len(correct) == 0 or samples <= 0:
+        return {}
+    return {name: percentile_ci(values) for name, values in resampled(correct, grounded, samples, seed).items()}
 
 
 def _step_summary(scored: Sequence[Scored]) -> dict | None:
@@ -215,7 +224,7 @@ def evaluate(
     correct = np.array([s.answer_correct for s in scored], dtype=bool)
     grounded = np.array([s.grounded for s in scored], dtype=bool)
     used = fmt or "/".join(sorted({str(r.get("box_format") or DEFAULT_BOX_FORMAT) for r in records}))
-    report = {"mode": "strict", "box_format": used, **_metrics(correct, grounded)}
+    report = {"mode": "strict", "box_format": used, **metrics(correct, grounded)}
     report["ci95"] = bootstrap_ci(correct, grounded, bootstrap, seed)
     report["mean_iou"] = float(np.mean([s.iou for s in scored]))
     failures: dict[str, int] = {}
@@ -230,7 +239,7 @@ def evaluate(
         for t in types:
             sel = np.array([s.type == t for s in scored])
             report["per_type"][t] = {
-                **_metrics(correct[sel], grounded[sel]),
+                **metrics(correct[sel], grounded[sel]),
                 "ci95": bootstrap_ci(correct[sel], grounded[sel], bootstrap, seed),
                 "steps": _step_summary([s for s in scored if s.type == t]),
             }
