@@ -59,6 +59,33 @@ def test_curriculum_units_never_teach_a_chain():
     assert tasks.phrase_of("The color of the ball is red.") is None
 
 
+def test_patch_labels_give_every_object_a_patch_and_the_digits_the_decoder_writes():
+    scene = tasks.Scene("x.jpg", objects=[((0.1, 0.1, 0.5, 0.5), "large red metal cube"), ((0.72, 0.72, 0.04, 0.04), "small blue glass ball")])
+    y = tasks.patch_labels(scene, 10)
+    from core.boxes import format_box
+    from pipeline.sources.synthetic import COLORS
+
+    blue, red = 1 + list(COLORS).index("blue"), 1 + list(COLORS).index("red")
+    assert int((y[0] == red).sum()) == 25  # the patch centres 0.15 .. 0.55 in both axes
+    assert int((y[0] == blue).sum()) == 1  # covers no patch centre: owns the patch holding its centre
+    k = int((y[0] == blue).nonzero()[0])
+    assert (k // 10, k % 10) == (7, 7)
+    written = format_box((0.72, 0.72, 0.04, 0.04))  # "[0.720, 0.720, 0.040, 0.040]"
+    assert [int(d) for d in y[3:, k]] == [int(c) for v in written[1:-1].split(", ") for c in v[2:4]]
+    assert bool((y[3:, y[0] == 0] == -100).all())  # background: no box target
+
+
+def test_name_units_use_one_word_that_picks_one_object():
+    import random
+
+    a, b, c = "[0.100, 0.100, 0.200, 0.200]", "[0.500, 0.500, 0.100, 0.100]", "[0.700, 0.100, 0.100, 0.100]"
+    region = [(a, "small red metal cube"), (b, "large red glass ball"), (c, "small blue rubber ball")]
+    assert sorted(tasks.names(region)) == sorted([("the cube", a), ("the blue object", c)])
+    scene = tasks.Scene("x.jpg", region=region, names=tasks.names(region))
+    turns = [t for seed in range(20) for t in tasks.conversation(scene, random.Random(seed), 2, warm=True)]
+    assert (tasks.REFER_PROMPT.format("the cube"), a) in turns and (tasks.REFER_PROMPT.format("the blue object"), c) in turns
+
+
 @pytest.mark.skipif(not (Path(SHIPPED) / "config.json").is_file(), reason="no shipped grounding model (make pretrain)")
 def test_the_shipped_checkpoint_reproduces_its_recorded_heldout_outputs():
     import hashlib

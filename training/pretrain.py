@@ -11,12 +11,14 @@ synthetic scenes, so that fine-tuning on a release shows what the data teaches.
    a shared image stops the run.
 2. **Model**: `training.tiny_llava` from configs (a CLIP vision tower on the whole image resized to a
    square, LLaVA's projector, a Llama decoder, a byte-level BPE with one token a digit, trained on the
-   pretraining scenes' text), every weight trained (no LoRA).
-3. **Curriculum**: conversations of several units (refer, region, answer-first, grounding-first) on the
-   pretraining release's train split; never a chain.
-4. **Held out**: the pretraining release's validation split (scenes never trained on), greedy, as the
+   pretraining scenes' text), trained in full (no LoRA).
+3. **Stage 0**: the vision tower alone learns, per patch, what object is there and the digits of its box
+   (`stage0`); then it is frozen (``freeze_vision``) or trained on with the rest.
+4. **Curriculum**: conversations of several units (refer, region, answer-first, grounding-first,
+   inventory, name; `training.pretrain_tasks`) on the pretraining release's train split; never a chain.
+5. **Held out**: the pretraining release's validation split (scenes never trained on), greedy, as the
    protocols run: referring-box accuracy, region naming, answer accuracy and the answer's box (IoU > 0.5).
-5. **Out**: an ordinary Hugging Face checkpoint (``AutoModelForImageTextToText``/``AutoProcessor``) with a
+6. **Out**: an ordinary Hugging Face checkpoint (``AutoModelForImageTextToText``/``AutoProcessor``) with a
    card (``README.md``), ``pretrain.json`` (the recipe, wall and CPU time, the held-out numbers),
    ``heldout.json`` (a fixed subset and its recorded outputs: the reproduction test's reference) and the
    loss curve.
@@ -86,6 +88,8 @@ class PretrainConfig(Config):
     init: str | None = Field(None, description="continue from this checkpoint (one this command wrote) instead of a model built from configs: a second stage, e.g. at a lower lr; the model fields are then the checkpoint's")
     seed: int = Field(0, description="seed of initialisation and sampling")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (none: torch's default)")
+    vision_from: str | None = Field(None, description="skip stage 0 and take the vision tower from this checkpoint (a snapshot or model of an earlier run whose stage 0 had the same recipe), to iterate on the decoder's stage alone")
+    freeze_vision: bool = Field(True, description="keep the vision tower as stage 0 left it while the decoder trains (the decoder learns to read its tokens; faster: no backward pass through the tower)")
     save_every: int = Field(250, ge=1, description="steps between snapshots of the model in <work>/snapshot (to look at a long run while it trains)")
 
     def model_config_(self) -> TinyLlavaConfig:
@@ -316,11 +320,13 @@ def scores(results: list[dict]) -> dict[str, float]:
 # ---------------------------------------------------------------- training
 
 
-def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: dict) -> list[dict]:
-    """The vision tower alone, on per-patch targets through throw-away linear heads. A tower trained from
-    scratch through the decoder alone stays unused: the decoder fits the text first and never learns to
-    look (measured: the same held-out loss with the right image or another one). Tokens that already
-    say what is where give the decoder something to bind words to."""
+def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: dict, held: tuple[list[tasks.Scene], dict] | None = None) -> tuple[list[dict], dict]:
+    """The vision tower alone, on per-patch targets (`pretrain_tasks.patch_labels`: what object is there
+    and the digits of its box) through throw-away linear heads. A tower trained from scratch through the
+    decoder alone stays unused: the decoder fits the text first and never learns to look (measured: the
+    same held-out loss with the right image or another one). Tokens that already say what is where give
+    the decoder something to bind words to. Returns the log and, on ``held`` (scenes, pixels), per-patch
+    accuracies."""
     import torch
     import torch.nn.functional as F
 
@@ -329,20 +335,53 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
     grid = cfg.image_size // cfg.patch_size
     labels = {s.image: tasks.patch_labels(s, grid) for s in scene_list}
     tower = model.model.vision_tower
-    heads = torch.nn.ModuleList(torch.nn.Linear(cfg.vision_hidden, 1 + n) for n in (len(COLORS), len(SHAPES), len(MATERIALS)))
-    opt = torch.optim.AdamW([*tower.parameters(), *heads.parameters()], lr=cfg.vision_lr)
+    sizes = (len(COLORS), len(SHAPES), len(MATERIALS))
+    heads = torch.nn.ModuleList([*(torch.nn.Linear(cfg.vision_hidden, 1 + n) for n in sizes), *(torch.nn.Linear(cfg.vision_hidden, 10) for _ in range(tasks.BOX_DIGITS))])
+    opt = torch.optim.AdamW([*tower.parameters(), *heads.parameters()], lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
+    warm = max(1, cfg.warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.vision_steps))))))
+
+    def features(chosen, pix):
+        return tower(torch.stack([pix[s.image] for s in chosen]).float(), output_hidden_states=True).hidden_states[cfg_layer(model)][:, 1:]
+
     log = []
-    for step in tqdm(range(cfg.vision_steps), desc="stage 0: vision", unit="step"):
+    bar = tqdm(range(cfg.vision_steps), desc="stage 0: vision", unit="step")
+    for step in bar:
         rng = random.Random(f"vision:{cfg.seed}:{step}")
         chosen = [scene_list[rng.randrange(len(scene_list))] for _ in range(2 * cfg.batch_size)]
-        h = tower(torch.stack([pixels[s.image] for s in chosen]).float(), output_hidden_states=True).hidden_states[cfg_layer(model)][:, 1:]
-        y = torch.stack([labels[s.image] for s in chosen])  # [B, 3, P]
-        loss = sum(F.cross_entropy(head(h).flatten(0, 1), y[:, k].flatten()) for k, head in enumerate(heads))
+        h = features(chosen, pixels)
+        y = torch.stack([labels[s.image] for s in chosen])  # [B, 3 + 8, P]
+        loss = sum(F.cross_entropy(head(h).flatten(0, 1), y[:, k].flatten(), ignore_index=-100) for k, head in enumerate(heads))
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(tower.parameters(), 1.0)
         opt.step()
+        sched.step()
         opt.zero_grad(set_to_none=True)
         log.append({"step": step + 1, "loss": round(loss.item(), 5)})
-    return log
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    if held is None or not held[0]:
+        return log, {}
+    held_scenes, held_pixels = held
+    right = {"attributes": 0, "box_digits": 0}
+    n_obj = 0
+    err = []
+    with torch.inference_mode():
+        for start in range(0, len(held_scenes), 64):
+            chosen = held_scenes[start : start + 64]
+            h = features(chosen, held_pixels)
+            y = torch.stack([tasks.patch_labels(s, grid) for s in chosen])
+            pred = torch.stack([head(h).argmax(-1) for head in heads], 1)  # [B, 11, P]
+            obj = y[:, 0] > 0
+            n_obj += int(obj.sum())
+            right["attributes"] += int(((pred[:, :3] == y[:, :3]).all(1) & obj).sum())
+            right["box_digits"] += int(((pred[:, 3:] == y[:, 3:]).all(1) & obj).sum())
+            value = lambda t: (10 * t[:, 3::2] + t[:, 4::2]).float() / 100  # noqa: E731
+            err.append((value(pred) - value(y)).abs().transpose(1, 2)[obj])
+    return log, {
+        "patch_attribute_accuracy": round(100 * right["attributes"] / max(1, n_obj), 1),
+        "patch_box_digit_accuracy": round(100 * right["box_digits"] / max(1, n_obj), 1),
+        "patch_box_mean_abs_error": round(float(torch.cat(err).mean()), 4) if err else float("nan"),
+    }
 
 
 def cfg_layer(model) -> int:
@@ -379,9 +418,23 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     prep_s = time.perf_counter() - wall0
 
     torch.manual_seed(cfg.seed)
-    vision_log = stage0(cfg, model, train_scenes, pixels) if cfg.vision_steps and not cfg.init else []
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+    vision_log, vision_held = [], {}
+    if cfg.vision_from and not cfg.init:  # stage 0 done by an earlier run: its tower, as it left it
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(cfg.vision_from) / "model.safetensors"))
+        prefix = next(k for k in state if "vision_tower." in k).split("vision_tower.")[0] + "vision_tower."  # the saved layout's, old or new
+        model.model.vision_tower.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        earlier_card = Path(cfg.vision_from) / "pretrain.json"
+        vision_held = json.loads(earlier_card.read_text()).get("vision_heldout") or {} if earlier_card.is_file() else {}
+    elif cfg.vision_steps and not cfg.init:
+        held_pixels = {s.image: pixel_values(processor, held_images[s.image]) for s in held_scenes}
+        vision_log, vision_held = stage0(cfg, model, train_scenes, pixels, (held_scenes, held_pixels))
+        print(json.dumps({"stage0_heldout": vision_held}), file=sys.stderr)
+    if cfg.freeze_vision:  # stage 0's tokens stay as they are: the decoder learns to read them (and no backward pass through the tower)
+        model.model.vision_tower.requires_grad_(False)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     warm = max(1, cfg.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
@@ -396,7 +449,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
         loss = masked_lm_loss(hidden, model.lm_head, batch["labels"])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -431,6 +484,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         "time": {"wall_s": round(wall), "cpu_s": round(cpu), "prepare_s": round(prep_s), "train_s": round(train_s), "threads": torch.get_num_threads(), "device": "cpu"},
         "loss": {"first": log[0]["loss"], "last10": round(sum(r["loss"] for r in log[-10:]) / len(log[-10:]), 4)},
         "vision_loss": {"first": vision_log[0]["loss"], "last10": round(sum(r["loss"] for r in vision_log[-10:]) / len(vision_log[-10:]), 4)} if vision_log else None,
+        "vision_heldout": vision_held or None,
         "heldout": {"items_per_kind": cfg.heldout, **held},
     }
     if earlier:  # a later stage: the time and recipe of the stages before it
@@ -462,6 +516,18 @@ def _plot(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def vision_source(rc: dict) -> str:
+    return f"; the vision tower (stage 0) taken from `{rc['vision_from']}`, an earlier run of the same stage-0 recipe" if rc.get("vision_from") else ""
+
+
+def vision_held(r: dict) -> str:
+    v = r.get("vision_heldout")
+    if not v:
+        return ""
+    return (f". On held-out patches showing an object: all three attributes right {v['patch_attribute_accuracy']} %, all eight box digits right "
+            f"{v['patch_box_digit_accuracy']} %, box coordinates off by {v['patch_box_mean_abs_error']} on average")
+
+
 def card(r: dict) -> str:
     rc, t, h = r["recipe"], r["time"], r["heldout"]
     stages = ""
@@ -483,9 +549,10 @@ Boxes are MM-GCoT's normalized `[x, y, w, h]`.
   {r['data']['heldout_scenes']} held-out scenes; none is a test image of `{rc['avoid']}` ({r['data']['avoid_test_images_compared']} compared by content)
 - image {rc['image_size']} px square (no crop), patch {rc['patch_size']}: {r['visual_tokens']} visual tokens; vision {rc['vision_hidden']} x {rc['vision_layers']} layers,
   decoder {rc['text_hidden']} x {rc['text_layers']} layers, {rc['heads']} heads, BPE {rc['vocab_size']} with one token a digit
-- stage 0: {rc['vision_steps']} steps of the vision tower alone on per-patch colour, shape and material (lr {rc['vision_lr']})
-- curriculum: {rc['units']} units a conversation (refer, region, answer-first, grounding-first, inventory), never a chain
-- {rc['steps']} steps of {rc['batch_size']} conversations, AdamW lr {rc['lr']} (warm-up {rc['warmup']}, cosine to a tenth), every weight trained
+- stage 0: {rc['vision_steps']} steps of the vision tower alone on per-patch targets: the colour, shape and material of the object there
+  and the first two decimals of its box (lr {rc['vision_lr']}){vision_held(r)}; then the tower is {'frozen' if rc.get('freeze_vision') else 'trained with the rest'}
+- curriculum: {rc['units']} units a conversation (refer, region, answer-first, grounding-first, inventory, name), never a chain
+- {rc['steps']} steps of {rc['batch_size']} conversations, AdamW lr {rc['lr']} (warm-up {rc['warmup']}, cosine to a tenth), {'the projector and decoder trained' if rc.get('freeze_vision') else 'every weight trained'}{vision_source(rc)}
 
 ## Cost
 {t['wall_s'] / 60:.1f} min wall ({t['train_s'] / 60:.1f} min of training, {t['prepare_s'] / 60:.1f} min building the scenes and the model), {t['cpu_s'] / 60:.1f} min CPU, {t['threads']} threads on a CPU.

@@ -2,7 +2,7 @@
 
 A pretraining scene is one image of a release built by the project's own pipeline under a seed of its
 own (never the demo's), with the synthetic generator's exact objects (`pipeline.sources.synthetic`).
-Four kinds of unit teach what the GCoT tasks rest on, and none of them is a chain (no "Step k:" line is
+Six kinds of unit teach what the GCoT tasks rest on, and none of them is a chain (no "Step k:" line is
 ever a target, so fine-tuning on ``_cot`` rows is what teaches chains):
 
 - **refer**: a referring expression (a verified chain step's phrase, or an object's full description)
@@ -10,12 +10,15 @@ ever a target, so fine-tuning on ``_cot`` rows is what teaches chains):
 - **region**: a box -> the object there ("small red metal ball");
 - **answer-first**: a question -> its answer, then the evaluation's box prompt -> the answer's box;
 - **grounding-first**: the box prompt first, then the answer;
+- **name**: a phrase of one word that picks one object in the scene ("the cube" where there is one
+  cube, "the pink object") -> its box: the simplest binding, a word to the tokens showing it, and the
+  first steps' main unit;
 - **inventory**: which colours, which shapes are in the image, and how many objects (sets written in
   alphabetical order). These need no binding of words to places: a model that averages the image tokens
   already gets a signal from them, so they break the symmetry in which a model trained from scratch
   learns to ignore the image (measured: with the first four units alone, 3,000 steps gave a model whose
-  loss was the same with the right image, another image or none). They dominate the first
-  ``warm_share`` of the steps.
+  loss was the same with the right image, another image or none). They were the first
+  steps' main unit before name units and stage 0's box digits.
 
 One conversation packs several units, so one pass of the vision tower serves several targets; every
 assistant turn is a target. Boxes are MM-GCoT's normalized ``[x, y, w, h]``, 3 decimals.
@@ -37,9 +40,9 @@ BOX_PROMPT = "Please provide the bounding box coordinate of the region for the f
 COLORS_PROMPT = "Which colors do the objects in the image have?"
 SHAPES_PROMPT = "Which kinds of object are in the image?"
 COUNT_PROMPT = "How many objects are in the image?"
-UNITS = ("refer", "region", "answer-first", "grounding-first", "inventory")
-WEIGHTS = (0.3, 0.15, 0.3, 0.1, 0.15)
-WARM_WEIGHTS = (0.1, 0.2, 0.05, 0.0, 0.65)  # the first steps: mostly what needs no binding
+UNITS = ("refer", "region", "answer-first", "grounding-first", "inventory", "name")
+WEIGHTS = (0.3, 0.1, 0.3, 0.1, 0.05, 0.15)
+WARM_WEIGHTS = (0.1, 0.05, 0.05, 0.0, 0.1, 0.7)  # the first steps: mostly one-word references
 
 
 @dataclass
@@ -51,25 +54,53 @@ class Scene:
     region: list[tuple[str, str]] = field(default_factory=list)  # (box literal, description)
     qa: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, answer box literal)
     inventory: list[tuple[str, str]] = field(default_factory=list)  # (question, answer): colours, shapes, count
+    names: list[tuple[str, str]] = field(default_factory=list)  # (phrase of one word that picks one object, box literal): "the cube", "the pink object"
     objects: list[tuple[tuple[float, float, float, float], str]] = field(default_factory=list)  # (normalized xywh, description), painted in this order
 
 
+BOX_DIGITS = 8  # stage-0 box targets a patch: the first two decimals of x, y, w, h as written ("0.466" -> 4, 6)
+
+
+def _digits(v: float) -> tuple[int, int]:
+    s = f"{min(v, 0.999):.3f}"
+    return int(s[2]), int(s[3])
+
+
 def patch_labels(scene: Scene, grid: int):
-    """Per ViT patch (row-major, ``grid`` x ``grid``), the colour, shape and material index of the object
-    seen at the patch's centre (the one painted last there), 0 for background: the vision tower's
-    stage-0 targets (`training.pretrain`)."""
+    """Per ViT patch (row-major, ``grid`` x ``grid``), the targets of the vision tower's stage 0
+    (`training.pretrain`), from the object seen there (the one painted last at the patch's centre; an
+    object too small to cover a patch centre still owns the patch holding its own centre):
+
+    - rows 0-2: its colour, shape and material index, 0 for background;
+    - rows 3-10: the first two decimals of its box's x, y, w, h as the decoder will write them, -100
+      (ignored) for background. A token that already says where its object's box is leaves the decoder
+      only to find the token a phrase describes and copy the box out, which a small decoder learns in
+      the CPU budget; computing a box from token positions it did not (measured: 0 % refer accuracy).
+    """
     import torch
 
     from pipeline.sources.synthetic import COLORS, MATERIALS, SHAPES
 
-    out = torch.zeros(3, grid * grid, dtype=torch.long)
-    for (x, y, w, h), d in scene.objects:
+    out = torch.zeros(3 + BOX_DIGITS, grid * grid, dtype=torch.long)
+    out[3:] = -100
+
+    def label(k: int, box, d: str) -> None:
         _, color, material, shape = d.split()
+        digits = [q for v in box for q in _digits(v)]
+        out[:, k] = torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material), *digits])
+
+    for box, d in scene.objects:
+        x, y, w, h = box
         for gy in range(grid):
             for gx in range(grid):
                 cx, cy = (gx + 0.5) / grid, (gy + 0.5) / grid
                 if x <= cx <= x + w and y <= cy <= y + h:
-                    out[:, gy * grid + gx] = torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material)])
+                    label(gy * grid + gx, box, d)
+    for box, d in scene.objects:
+        x, y, w, h = box
+        gx, gy = min(grid - 1, int((x + w / 2) * grid)), min(grid - 1, int((y + h / 2) * grid))
+        if not (x <= (gx + 0.5) / grid <= x + w and y <= (gy + 0.5) / grid <= y + h):  # too small to cover its centre patch's centre
+            label(gy * grid + gx, box, d)
     return out
 
 
@@ -125,7 +156,23 @@ def scenes(examples: list[Example], seed: int) -> list[Scene]:
             s.region.append((box, d))
             if counts[d] == 1 and f"the {d}" not in seen:
                 s.refer.append((f"the {d}", box))
+        s.names = names(s.region)
         out.append(s)
+    return out
+
+
+def names(region: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(phrase, box literal) for every shape and every colour only one object of the scene has:
+    "the cube", "the pink object" (``region``: (box literal, "size color material shape"))."""
+    shapes = defaultdict(int)
+    colors = defaultdict(int)
+    for _, d in region:
+        shapes[d.split()[-1]] += 1
+        colors[d.split()[1]] += 1
+    out = []
+    for box, d in region:
+        color, shape = d.split()[1], d.split()[-1]
+        out += [(f"the {shape}", box)] * (shapes[shape] == 1) + [(f"the {color} object", box)] * (colors[color] == 1)
     return out
 
 
@@ -135,13 +182,13 @@ def conversation(scene: Scene, rng: random.Random, units: int, warm: bool = Fals
     turns: list[tuple[str, str]] = []
     for _ in range(units):
         kind = rng.choices(UNITS, WARM_WEIGHTS if warm else WEIGHTS)[0]
-        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer or kind == "inventory" and not scene.inventory:
+        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer or kind == "inventory" and not scene.inventory or kind == "name" and not scene.names:
             kind = "region"
         if kind == "inventory":
             turns.append(rng.choice(scene.inventory))
             continue
-        if kind == "refer":
-            p, box = rng.choice(scene.refer)
+        if kind in ("refer", "name"):
+            p, box = rng.choice(scene.refer if kind == "refer" else scene.names)
             turns.append((REFER_PROMPT.format(p), box))
         elif kind == "region":
             box, d = rng.choice(scene.region)
