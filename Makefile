@@ -92,7 +92,7 @@ finetune: venv ## fine-tune the tiny offline model on the demo release (about a 
 	@test -d releases/demo || $(MAKE) demo
 	$(PY) training/finetune.py --config training/configs/tiny_cpu.yaml --overwrite
 
-pretrain: venv ## pretrain the grounding model on synthetic scenes -> training/weights/gcot-grounding (about 35 min on 2 CPU cores; see README: it does not ground yet)
+pretrain: venv ## pretrain the grounding model on synthetic scenes -> training/weights/gcot-grounding (about 65 min on 2 CPU cores; see README: it does not ground yet)
 	@test -d releases/demo || $(MAKE) demo
 	$(PY) training/pretrain.py --config training/configs/pretrain.yaml --overwrite
 
