@@ -46,6 +46,12 @@ def test_pretraining_stops_when_a_scene_is_a_test_image_of_the_release_to_avoid(
     assert not (tmp_path / "m").exists()  # nothing trained, nothing written
 
 
+def test_a_vision_tower_checkpoint_that_is_not_there_is_refused_before_anything_runs(tmp_path, capsys):
+    assert main(["--vision-from", str(tmp_path / "nothing"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "m"), *TINY]) != 0
+    assert f"--vision-from {tmp_path / 'nothing'}: no model.safetensors there" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "work").exists()  # no scene built either
+
+
 def test_curriculum_units_never_teach_a_chain():
     scene = tasks.Scene("vg/VG_100K/1.jpg", refer=[("the red ball", "[0.100, 0.100, 0.200, 0.200]")],
                         region=[("[0.100, 0.100, 0.200, 0.200]", "small red metal ball")],

@@ -113,8 +113,10 @@ class PretrainCommand(PretrainConfig, ConfigCommand):
 
     def run(self) -> int:
         cfg = self.resolve()
-        guard = OutputGuard(cfg.out, "grounding model", [("the release to avoid", cfg.avoid)] + ([("the checkpoint to continue", cfg.init)] if cfg.init else []), overwrite=cfg.overwrite)
+        guard = OutputGuard(cfg.out, "grounding model", [("the release to avoid", cfg.avoid)] + ([("the checkpoint to continue", cfg.init)] if cfg.init else []) + ([("the vision tower's checkpoint", cfg.vision_from)] if cfg.vision_from else []), overwrite=cfg.overwrite)
         try:
+            if cfg.vision_from and not (Path(cfg.vision_from) / "model.safetensors").is_file():
+                raise FileNotFoundError(f"--vision-from {cfg.vision_from}: no model.safetensors there (give a snapshot or model folder this command wrote)")
             guard.check()
             print(write_atomically(cfg.out, lambda tmp: pretrain(cfg, tmp), guard))
         except (OutputRefused, ValueError, FileNotFoundError) as e:
@@ -426,7 +428,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         prefix = next(k for k in state if "vision_tower." in k).split("vision_tower.")[0] + "vision_tower."  # the saved layout's, old or new
         model.model.vision_tower.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
         earlier_card = Path(cfg.vision_from) / "pretrain.json"
-        vision_held = json.loads(earlier_card.read_text()).get("vision_heldout") or {} if earlier_card.is_file() else {}
+        vision_held = (json.loads(earlier_card.read_text()).get("vision_heldout") or {}) if earlier_card.is_file() else {}
     elif cfg.vision_steps and not cfg.init:
         held_pixels = {s.image: pixel_values(processor, held_images[s.image]) for s in held_scenes}
         vision_log, vision_held = stage0(cfg, model, train_scenes, pixels, (held_scenes, held_pixels))
