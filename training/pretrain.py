@@ -367,6 +367,10 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
     right = {"attributes": 0, "box_digits": 0}
     n_obj = 0
     err = []
+
+    def value(t):  # the 4 coordinates to 2 decimals, from the digit rows
+        return (10 * t[:, 3::2] + t[:, 4::2]).float() / 100
+
     with torch.inference_mode():
         for start in range(0, len(held_scenes), 64):
             chosen = held_scenes[start : start + 64]
@@ -377,7 +381,6 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
             n_obj += int(obj.sum())
             right["attributes"] += int(((pred[:, :3] == y[:, :3]).all(1) & obj).sum())
             right["box_digits"] += int(((pred[:, 3:] == y[:, 3:]).all(1) & obj).sum())
-            value = lambda t: (10 * t[:, 3::2] + t[:, 4::2]).float() / 100  # noqa: E731
             err.append((value(pred) - value(y)).abs().transpose(1, 2)[obj])
     return log, {
         "patch_attribute_accuracy": round(100 * right["attributes"] / max(1, n_obj), 1),
@@ -437,6 +440,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         model.model.vision_tower.requires_grad_(False)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
+    trainable = decay + rest
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     warm = max(1, cfg.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
@@ -451,7 +455,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
         loss = masked_lm_loss(hidden, model.lm_head, batch["labels"])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)

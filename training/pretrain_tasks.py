@@ -30,7 +30,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from core.boxes import format_box
+from core.boxes import DECIMALS, format_box
 from core.schema import Example
 from pipeline.release.llava import COT_PROMPT, PLAIN_PROMPT
 
@@ -62,7 +62,7 @@ BOX_DIGITS = 8  # stage-0 box targets a patch: the first two decimals of x, y, w
 
 
 def _digits(v: float) -> tuple[int, int]:
-    s = f"{min(v, 0.999):.3f}"
+    s = f"{min(v, 0.999):.{DECIMALS}f}"  # as format_box writes it
     return int(s[2]), int(s[3])
 
 
@@ -74,8 +74,9 @@ def patch_labels(scene: Scene, grid: int):
     - rows 0-2: its colour, shape and material index, 0 for background;
     - rows 3-10: the first two decimals of its box's x, y, w, h as the decoder will write them, -100
       (ignored) for background. A token that already says where its object's box is leaves the decoder
-      only to find the token a phrase describes and copy the box out, which a small decoder learns in
-      the CPU budget; computing a box from token positions it did not (measured: 0 % refer accuracy).
+      only to find the token a phrase describes and copy the box out, instead of computing a box from
+      token positions (measured: 0 % refer accuracy). Even that look-up a decoder trained from scratch
+      had not learnt within the CPU budget (README, "The grounding model").
     """
     import torch
 
@@ -89,17 +90,19 @@ def patch_labels(scene: Scene, grid: int):
         digits = [q for v in box for q in _digits(v)]
         out[:, k] = torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material), *digits])
 
-    for box, d in scene.objects:
+    def covers(box, gx: int, gy: int) -> bool:  # the box holds the patch's centre
         x, y, w, h = box
+        return x <= (gx + 0.5) / grid <= x + w and y <= (gy + 0.5) / grid <= y + h
+
+    for box, d in scene.objects:
         for gy in range(grid):
             for gx in range(grid):
-                cx, cy = (gx + 0.5) / grid, (gy + 0.5) / grid
-                if x <= cx <= x + w and y <= cy <= y + h:
+                if covers(box, gx, gy):
                     label(gy * grid + gx, box, d)
     for box, d in scene.objects:
         x, y, w, h = box
         gx, gy = min(grid - 1, int((x + w / 2) * grid)), min(grid - 1, int((y + h / 2) * grid))
-        if not (x <= (gx + 0.5) / grid <= x + w and y <= (gy + 0.5) / grid <= y + h):  # too small to cover its centre patch's centre
+        if not covers(box, gx, gy):  # too small to cover its centre patch's centre
             label(gy * grid + gx, box, d)
     return out
 
@@ -182,13 +185,14 @@ def conversation(scene: Scene, rng: random.Random, units: int, warm: bool = Fals
     turns: list[tuple[str, str]] = []
     for _ in range(units):
         kind = rng.choices(UNITS, WARM_WEIGHTS if warm else WEIGHTS)[0]
-        if kind in ("answer-first", "grounding-first") and not scene.qa or kind == "refer" and not scene.refer or kind == "inventory" and not scene.inventory or kind == "name" and not scene.names:
+        pools = {"refer": scene.refer, "region": scene.region, "answer-first": scene.qa, "grounding-first": scene.qa, "inventory": scene.inventory, "name": scene.names}
+        if not pools[kind]:
             kind = "region"
         if kind == "inventory":
             turns.append(rng.choice(scene.inventory))
             continue
         if kind in ("refer", "name"):
-            p, box = rng.choice(scene.refer if kind == "refer" else scene.names)
+            p, box = rng.choice(pools[kind])
             turns.append((REFER_PROMPT.format(p), box))
         elif kind == "region":
             box, d = rng.choice(scene.region)
