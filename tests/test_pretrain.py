@@ -158,3 +158,50 @@ def test_the_experiment_fine_tunes_both_variants_and_writes_the_table(demo_relea
         assert f"rows: {rows}" in cfg and "max_steps: 3" in cfg
     table = (out / "table.md").read_text()
     assert "(b) - (a)" in table and table.count("| gcot") == 3 and (out / "consistency.png").is_file()
+
+
+def test_the_focus_curriculum_names_objects_and_hides_only_the_others():
+    import random
+
+    import torch
+
+    from core.boxes import format_box
+    from training.pretrain import hide_others
+
+    objects = [((0.1, 0.1, 0.3, 0.3), "large red metal cube"), ((0.6, 0.6, 0.3, 0.3), "large blue glass ball")]
+    region = [(format_box(b), d) for b, d in objects]
+    scene = tasks.Scene("x.jpg", region=region, names=tasks.names(region), objects=objects)
+    turns, keep = tasks.focus_conversation(scene, random.Random(0), 1)
+    ((user, box),) = turns
+    assert keep == {[format_box(b) for b, _ in objects].index(box)}  # the named object is the one kept
+    own = tasks.owners(scene, 10)
+    assert set(own.tolist()) == {-1, 0, 1}
+    tokens, background = torch.randn(100, 8), torch.full((8,), 7.0)
+    hidden = hide_others(tokens, own, keep, 0.0, random.Random(0), background)
+    other = 1 - next(iter(keep))
+    assert bool((hidden[own == other] == 7.0).all())  # the other object: background
+    assert torch.equal(hidden[own != other], tokens[own != other])  # the named object and the background as they were
+    assert torch.equal(hide_others(tokens, own, keep, 1.0, random.Random(0), background), tokens)  # p = 1: everything shown
+
+
+def test_image_embeddings_from_cached_tower_tokens_equal_the_pixel_forward_and_the_projector_starts_as_the_heads():
+    import torch
+
+    from training.pretrain import Encoder, embeds_with_image, patch_heads, projector_from_heads, tower_tokens
+    from training.tiny_llava import TinyLlavaConfig, make
+
+    torch.manual_seed(0)
+    model, processor = make(["the red cube is at [0.125, 0.5, 0.25, 0.75]"], TinyLlavaConfig(vision_hidden=32, text_hidden=128, vocab_size=300, split_digits=True, crop=False))
+    model.eval()
+    enc = Encoder(processor, 200)
+    pixels = torch.rand(2, 3, 64, 64)
+    b = enc.batch(list(pixels), [[(tasks.REFER_PROMPT.format("the cube"), "[0.125, 0.500, 0.250, 0.750]")]] * 2)
+    with torch.no_grad():
+        ref = model.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"]).last_hidden_state
+        toks = tower_tokens(model, b["pixel_values"])
+        got = model.model(inputs_embeds=embeds_with_image(model, b["input_ids"], toks), attention_mask=b["attention_mask"]).last_hidden_state
+        assert torch.allclose(got, ref, atol=1e-5)
+        heads = patch_heads(32)
+        projector_from_heads(model, heads)
+        logits = torch.cat([h(toks) for h in heads], -1)
+        assert torch.allclose(model.model.multi_modal_projector.linear_1(toks)[..., : logits.shape[-1]], logits, atol=1e-5)

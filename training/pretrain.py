@@ -69,7 +69,7 @@ class PretrainConfig(Config):
     steps: int = Field(3000, ge=1, description="optimizer steps")
     batch_size: int = Field(16, ge=1, description="conversations a step")
     units: int = Field(3, ge=1, description="units (refer, region, answer-first, grounding-first, inventory) a conversation")
-    warm_share: float = Field(0.25, ge=0, le=1, description="share of the steps, at the start, that draw mostly inventory and region units (training/pretrain_tasks.py)")
+    warm_share: float = Field(0.25, ge=0, le=1, description="share of the steps after the focus curriculum that draw mostly name units (training/pretrain_tasks.py)")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine to a tenth)")
     warmup: int = Field(200, ge=0, description="warm-up steps")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
@@ -90,6 +90,9 @@ class PretrainConfig(Config):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (none: torch's default)")
     vision_from: str | None = Field(None, description="skip stage 0 and take the vision tower from this checkpoint (a snapshot or model of an earlier run whose stage 0 had the same recipe), to iterate on the decoder's stage alone")
     freeze_vision: bool = Field(True, description="keep the vision tower as stage 0 left it while the decoder trains (the decoder learns to read its tokens; faster: no backward pass through the tower)")
+    focus_steps: int = Field(400, ge=0, description="stage 1 begins with name units in which every object but the named ones is hidden (its tokens replaced by the mean background token): the box is read from the one object left before it must be found among others")
+    reveal_steps: int = Field(600, ge=0, description="then name units in which each other object comes back with a probability rising linearly from 0 to 1; the unit mix (--warm-share) follows")
+    projector_from_heads: bool = Field(True, description="the projector's first layer starts as stage 0's linear heads (colour, shape, material, box digits), so every visual token enters the decoder as what stage 0 read at its patch")
     save_every: int = Field(250, ge=1, description="steps between snapshots of the model in <work>/snapshot (to look at a long run while it trains)")
 
     def model_config_(self) -> TinyLlavaConfig:
@@ -322,29 +325,25 @@ def scores(results: list[dict]) -> dict[str, float]:
 # ---------------------------------------------------------------- training
 
 
-def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: dict, held: tuple[list[tasks.Scene], dict] | None = None) -> tuple[list[dict], dict]:
+def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: dict, held: tuple[list[tasks.Scene], dict] | None = None) -> tuple[list[dict], object, dict]:
     """The vision tower alone, on per-patch targets (`pretrain_tasks.patch_labels`: what object is there
     and the digits of its box) through throw-away linear heads. A tower trained from scratch through the
     decoder alone stays unused: the decoder fits the text first and never learns to look (measured: the
     same held-out loss with the right image or another one). Tokens that already say what is where give
     the decoder something to bind words to. Returns the log and, on ``held`` (scenes, pixels), per-patch
-    accuracies."""
+    accuracies, and the heads (`projector_from_heads`)."""
     import torch
-    import torch.nn.functional as F
-
-    from pipeline.sources.synthetic import COLORS, MATERIALS, SHAPES
 
     grid = cfg.image_size // cfg.patch_size
     labels = {s.image: tasks.patch_labels(s, grid) for s in scene_list}
     tower = model.model.vision_tower
-    sizes = (len(COLORS), len(SHAPES), len(MATERIALS))
-    heads = torch.nn.ModuleList([*(torch.nn.Linear(cfg.vision_hidden, 1 + n) for n in sizes), *(torch.nn.Linear(cfg.vision_hidden, 10) for _ in range(tasks.BOX_DIGITS))])
+    heads = patch_heads(cfg.vision_hidden)
     opt = torch.optim.AdamW([*tower.parameters(), *heads.parameters()], lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, cfg.vision_steps))))))
 
     def features(chosen, pix):
-        return tower(torch.stack([pix[s.image] for s in chosen]).float(), output_hidden_states=True).hidden_states[cfg_layer(model)][:, 1:]
+        return tower_tokens(model, torch.stack([pix[s.image] for s in chosen]))
 
     log = []
     bar = tqdm(range(cfg.vision_steps), desc="stage 0: vision", unit="step")
@@ -353,7 +352,7 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
         chosen = [scene_list[rng.randrange(len(scene_list))] for _ in range(2 * cfg.batch_size)]
         h = features(chosen, pixels)
         y = torch.stack([labels[s.image] for s in chosen])  # [B, 3 + 8, P]
-        loss = sum(F.cross_entropy(head(h).flatten(0, 1), y[:, k].flatten(), ignore_index=-100) for k, head in enumerate(heads))
+        loss = heads_loss(heads, h, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tower.parameters(), 1.0)
         opt.step()
@@ -362,7 +361,7 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
         log.append({"step": step + 1, "loss": round(loss.item(), 5)})
         bar.set_postfix(loss=f"{loss.item():.3f}")
     if held is None or not held[0]:
-        return log, {}
+        return log, heads, {}
     held_scenes, held_pixels = held
     right = {"attributes": 0, "box_digits": 0}
     n_obj = 0
@@ -382,7 +381,7 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
             right["attributes"] += int(((pred[:, :3] == y[:, :3]).all(1) & obj).sum())
             right["box_digits"] += int(((pred[:, 3:] == y[:, 3:]).all(1) & obj).sum())
             err.append((value(pred) - value(y)).abs().transpose(1, 2)[obj])
-    return log, {
+    return log, heads, {
         "patch_attribute_accuracy": round(100 * right["attributes"] / max(1, n_obj), 1),
         "patch_box_digit_accuracy": round(100 * right["box_digits"] / max(1, n_obj), 1),
         "patch_box_mean_abs_error": round(float(torch.cat(err).mean()), 4) if err else float("nan"),
@@ -391,6 +390,79 @@ def stage0(cfg: PretrainConfig, model, scene_list: list[tasks.Scene], pixels: di
 
 def cfg_layer(model) -> int:
     return model.config.vision_feature_layer if isinstance(model.config.vision_feature_layer, int) else -1
+
+
+def tower_tokens(model, pixels):
+    """The vision tower's patch tokens as LLaVA's "default" strategy hands them to the projector."""
+    return model.model.vision_tower(pixels.float(), output_hidden_states=True).hidden_states[cfg_layer(model)][:, 1:]
+
+
+def patch_heads(width: int):
+    """Stage 0's linear heads: colour, shape, material (0: background), then the 8 box digits."""
+    import torch
+
+    from pipeline.sources.synthetic import COLORS, MATERIALS, SHAPES
+
+    sizes = (len(COLORS), len(SHAPES), len(MATERIALS))
+    return torch.nn.ModuleList([*(torch.nn.Linear(width, 1 + n) for n in sizes), *(torch.nn.Linear(width, 10) for _ in range(tasks.BOX_DIGITS))])
+
+
+def heads_loss(heads, h, y):
+    import torch.nn.functional as F
+
+    return sum(F.cross_entropy(head(h).flatten(0, 1), y[:, k].flatten(), ignore_index=-100) for k, head in enumerate(heads))
+
+
+def fit_heads(cfg: PretrainConfig, tokens: dict, scene_list: list[tasks.Scene], steps: int = 300):
+    """Stage 0's heads fitted again on a frozen tower's cached tokens (a tower taken --vision-from)."""
+    import torch
+
+    grid = cfg.image_size // cfg.patch_size
+    heads = patch_heads(cfg.vision_hidden)
+    opt = torch.optim.AdamW(heads.parameters(), lr=3e-3)
+    for step in tqdm(range(steps), desc="heads", unit="step"):
+        rng = random.Random(f"heads:{cfg.seed}:{step}")
+        chosen = [scene_list[rng.randrange(len(scene_list))] for _ in range(64)]
+        heads_loss(heads, torch.stack([tokens[s.image] for s in chosen]).float(), torch.stack([tasks.patch_labels(s, grid) for s in chosen])).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return heads
+
+
+def projector_from_heads(model, heads) -> None:
+    """The projector's first layer as the heads (their logits are its first units, the rest shrunk):
+    a decoder starting from scratch learnt to read a box out of these tokens faster this way (name units,
+    one object visible, 400 steps: 57 % of box digits right against 49 % from a random projector)."""
+    import torch
+
+    w = torch.cat([h.weight for h in heads]).detach()
+    b = torch.cat([h.bias for h in heads]).detach()
+    lin = model.model.multi_modal_projector.linear_1
+    if w.shape[0] > lin.out_features:
+        return  # a projector narrower than the heads: left as initialised
+    with torch.no_grad():
+        lin.weight[w.shape[0]:] *= 0.1
+        lin.bias[w.shape[0]:] = 0
+        lin.weight[: w.shape[0]] = w
+        lin.bias[: w.shape[0]] = b
+
+
+def embeds_with_image(model, input_ids, tokens):
+    """The decoder's input embeddings with ``tokens`` (tower patch tokens) projected into the image
+    positions, as LLaVA's forward does with pixel values (tested equal); the tokens may be edited first."""
+    e = model.get_input_embeddings()(input_ids)
+    v = model.model.multi_modal_projector(tokens.float()).to(e.dtype)
+    return e.masked_scatter((input_ids == model.config.image_token_id)[..., None].expand_as(e), v)
+
+
+def hide_others(tokens, own, keep: set[int], p: float, rng: random.Random, background):
+    """``tokens`` [P, D] with the patches of objects not in ``keep`` replaced by ``background``, each
+    object kept anyway with probability ``p`` (``own``: `pretrain_tasks.owners`)."""
+    import torch
+
+    shown = {k for k in own.unique().tolist() if k >= 0 and (k in keep or rng.random() < p)}
+    visible = torch.tensor([k < 0 or k in shown for k in own.tolist()])
+    return torch.where(visible[:, None], tokens, background.to(tokens.dtype))
 
 
 def pretrain(cfg: PretrainConfig, out: Path) -> Path:
@@ -423,7 +495,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     prep_s = time.perf_counter() - wall0
 
     torch.manual_seed(cfg.seed)
-    vision_log, vision_held = [], {}
+    vision_log, vision_held, heads = [], {}, None
     if cfg.vision_from and not cfg.init:  # stage 0 done by an earlier run: its tower, as it left it
         from safetensors.torch import load_file
 
@@ -434,10 +506,28 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
         vision_held = (json.loads(earlier_card.read_text()).get("vision_heldout") or {}) if earlier_card.is_file() else {}
     elif cfg.vision_steps and not cfg.init:
         held_pixels = {s.image: pixel_values(processor, held_images[s.image]) for s in held_scenes}
-        vision_log, vision_held = stage0(cfg, model, train_scenes, pixels, (held_scenes, held_pixels))
+        vision_log, heads, vision_held = stage0(cfg, model, train_scenes, pixels, (held_scenes, held_pixels))
         print(json.dumps({"stage0_heldout": vision_held}), file=sys.stderr)
-    if cfg.freeze_vision:  # stage 0's tokens stay as they are: the decoder learns to read them (and no backward pass through the tower)
+    grid = cfg.image_size // cfg.patch_size
+    own = {s.image: tasks.owners(s, grid) for s in train_scenes}
+    tokens = None
+    if cfg.freeze_vision:  # stage 0's tokens stay as they are: the decoder learns to read them (and no backward pass through the tower), computed once
         model.model.vision_tower.requires_grad_(False)
+        with torch.no_grad():
+            tokens = {s.image: t.to(torch.bfloat16) for i in tqdm(range(0, len(train_scenes), 64), desc="visual tokens", unit="batch") for s, t in zip(train_scenes[i : i + 64], tower_tokens(model, torch.stack([pixels[s.image] for s in train_scenes[i : i + 64]])))}
+    if cfg.projector_from_heads and not cfg.init:
+        if heads is None and tokens is not None:
+            heads = fit_heads(cfg, tokens, train_scenes)
+        if heads is not None:
+            projector_from_heads(model, heads)
+    named = [s for s in train_scenes if s.names]
+    focus_end = 0 if cfg.init or not named else cfg.focus_steps + cfg.reveal_steps
+    background = None
+    if focus_end:
+        with torch.no_grad():
+            sample = train_scenes[:256]
+            seen = tokens if tokens is not None else {s.image: tower_tokens(model, pixels[s.image][None])[0] for s in sample}
+            background = torch.cat([seen[s.image][own[s.image] < 0].float() for s in sample]).mean(0)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
     trainable = decay + rest
@@ -450,9 +540,20 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     bar = tqdm(range(cfg.steps), desc="pretrain", unit="step")
     for step in bar:
         rng = random.Random(f"{cfg.seed}:{step}")
-        chosen = [train_scenes[rng.randrange(len(train_scenes))] for _ in range(cfg.batch_size)]
-        batch = enc.batch([pixels[s.image] for s in chosen], [tasks.conversation(s, rng, cfg.units, step < cfg.warm_share * cfg.steps) for s in chosen])
-        hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).last_hidden_state
+        pool = named if step < focus_end else train_scenes
+        chosen = [pool[rng.randrange(len(pool))] for _ in range(cfg.batch_size)]
+        toks = [tokens[s.image] for s in chosen] if tokens is not None else list(tower_tokens(model, torch.stack([pixels[s.image] for s in chosen])))
+        if step < focus_end:  # the focus curriculum: the named objects alone, then the others come back
+            p = max(0.0, (step - cfg.focus_steps) / max(1, cfg.reveal_steps))
+            convs = []
+            for k, s in enumerate(chosen):
+                turns, keep = tasks.focus_conversation(s, rng, cfg.units)
+                convs.append(turns)
+                toks[k] = hide_others(toks[k], own[s.image], keep, p, rng, background)
+        else:
+            convs = [tasks.conversation(s, rng, cfg.units, step - focus_end < cfg.warm_share * (cfg.steps - focus_end)) for s in chosen]
+        batch = enc.batch([pixels[s.image] for s in chosen], convs)
+        hidden = model.model(inputs_embeds=embeds_with_image(model, batch["input_ids"], torch.stack(toks)), attention_mask=batch["attention_mask"]).last_hidden_state
         loss = masked_lm_loss(hidden, model.lm_head, batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -66,17 +66,40 @@ def _digits(v: float) -> tuple[int, int]:
     return int(s[2]), int(s[3])
 
 
+def owners(scene: Scene, grid: int):
+    """Per ViT patch (row-major, ``grid`` x ``grid``), the index in ``scene.objects`` of the object seen
+    there (the one painted last over the patch's centre; an object too small to cover a patch centre
+    still owns the patch holding its own centre), -1 for background."""
+    import torch
+
+    out = torch.full((grid * grid,), -1, dtype=torch.long)
+
+    def covers(box, gx: int, gy: int) -> bool:  # the box holds the patch's centre
+        x, y, w, h = box
+        return x <= (gx + 0.5) / grid <= x + w and y <= (gy + 0.5) / grid <= y + h
+
+    for k, (box, _) in enumerate(scene.objects):
+        for gy in range(grid):
+            for gx in range(grid):
+                if covers(box, gx, gy):
+                    out[gy * grid + gx] = k
+    for k, (box, _) in enumerate(scene.objects):
+        x, y, w, h = box
+        gx, gy = min(grid - 1, int((x + w / 2) * grid)), min(grid - 1, int((y + h / 2) * grid))
+        if not covers(box, gx, gy):
+            out[gy * grid + gx] = k
+    return out
+
+
 def patch_labels(scene: Scene, grid: int):
-    """Per ViT patch (row-major, ``grid`` x ``grid``), the targets of the vision tower's stage 0
-    (`training.pretrain`), from the object seen there (the one painted last at the patch's centre; an
-    object too small to cover a patch centre still owns the patch holding its own centre):
+    """Per ViT patch (`owners`), the targets of the vision tower's stage 0 (`training.pretrain`), from
+    the object seen there:
 
     - rows 0-2: its colour, shape and material index, 0 for background;
     - rows 3-10: the first two decimals of its box's x, y, w, h as the decoder will write them, -100
       (ignored) for background. A token that already says where its object's box is leaves the decoder
       only to find the token a phrase describes and copy the box out, instead of computing a box from
-      token positions (measured: 0 % refer accuracy). Even that look-up a decoder trained from scratch
-      had not learnt within the CPU budget (README, "The grounding model").
+      token positions (measured: 0 % refer accuracy).
     """
     import torch
 
@@ -84,27 +107,26 @@ def patch_labels(scene: Scene, grid: int):
 
     out = torch.zeros(3 + BOX_DIGITS, grid * grid, dtype=torch.long)
     out[3:] = -100
-
-    def label(k: int, box, d: str) -> None:
+    rows = []
+    for box, d in scene.objects:
         _, color, material, shape = d.split()
-        digits = [q for v in box for q in _digits(v)]
-        out[:, k] = torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material), *digits])
-
-    def covers(box, gx: int, gy: int) -> bool:  # the box holds the patch's centre
-        x, y, w, h = box
-        return x <= (gx + 0.5) / grid <= x + w and y <= (gy + 0.5) / grid <= y + h
-
-    for box, d in scene.objects:
-        for gy in range(grid):
-            for gx in range(grid):
-                if covers(box, gx, gy):
-                    label(gy * grid + gx, box, d)
-    for box, d in scene.objects:
-        x, y, w, h = box
-        gx, gy = min(grid - 1, int((x + w / 2) * grid)), min(grid - 1, int((y + h / 2) * grid))
-        if not covers(box, gx, gy):  # too small to cover its centre patch's centre
-            label(gy * grid + gx, box, d)
+        rows.append(torch.tensor([1 + list(COLORS).index(color), 1 + SHAPES.index(shape), 1 + MATERIALS.index(material), *(q for v in box for q in _digits(v))]))
+    own = owners(scene, grid)
+    for k in own.unique().tolist():
+        if k >= 0:
+            out[:, own == k] = rows[k][:, None]
     return out
+
+
+def focus_conversation(scene: Scene, rng: random.Random, units: int) -> tuple[list[tuple[str, str]], set[int]]:
+    """``units`` name units (distinct phrases where the scene has enough) and the indices in
+    ``scene.objects`` of the objects they name: the focus curriculum's conversations (`training.pretrain`
+    hides the other objects' tokens at first, so that reading a box out of the one object left is learnt
+    before finding it among others)."""
+    literal = [format_box(b) for b, _ in scene.objects]
+    pool = [(p, box) for p, box in scene.names if box in literal]
+    picks = rng.sample(pool, min(units, len(pool)))
+    return [(REFER_PROMPT.format(p), box) for p, box in picks], {literal.index(box) for _, box in picks}
 
 
 def phrase_of(step_text: str) -> str | None:
