@@ -547,7 +547,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
             p = max(0.0, (step - cfg.focus_steps) / max(1, cfg.reveal_steps))
             convs = []
             for k, s in enumerate(chosen):
-                turns, keep = tasks.focus_conversation(s, rng, cfg.units)
+                turns, keep = tasks.focus_conversation(s, rng, 1)  # one: with several named objects shown, finding one is back from the first step
                 convs.append(turns)
                 toks[k] = hide_others(toks[k], own[s.image], keep, p, rng, background)
         else:
