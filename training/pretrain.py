@@ -418,12 +418,13 @@ def fit_heads(cfg: PretrainConfig, tokens: dict, scene_list: list[tasks.Scene], 
     import torch
 
     grid = cfg.image_size // cfg.patch_size
+    labels = {s.image: tasks.patch_labels(s, grid) for s in scene_list}  # once, as stage 0 does, not again every step
     heads = patch_heads(cfg.vision_hidden)
     opt = torch.optim.AdamW(heads.parameters(), lr=3e-3)
     for step in tqdm(range(steps), desc="heads", unit="step"):
         rng = random.Random(f"heads:{cfg.seed}:{step}")
         chosen = [scene_list[rng.randrange(len(scene_list))] for _ in range(64)]
-        heads_loss(heads, torch.stack([tokens[s.image] for s in chosen]).float(), torch.stack([tasks.patch_labels(s, grid) for s in chosen])).backward()
+        heads_loss(heads, torch.stack([tokens[s.image] for s in chosen]).float(), torch.stack([labels[s.image] for s in chosen])).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return heads
@@ -513,8 +514,11 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     tokens = None
     if cfg.freeze_vision:  # stage 0's tokens stay as they are: the decoder learns to read them (and no backward pass through the tower), computed once
         model.model.vision_tower.requires_grad_(False)
+        tokens = {}
         with torch.no_grad():
-            tokens = {s.image: t.to(torch.bfloat16) for i in tqdm(range(0, len(train_scenes), 64), desc="visual tokens", unit="batch") for s, t in zip(train_scenes[i : i + 64], tower_tokens(model, torch.stack([pixels[s.image] for s in train_scenes[i : i + 64]])))}
+            for i in tqdm(range(0, len(train_scenes), 64), desc="visual tokens", unit="batch"):
+                chunk = train_scenes[i : i + 64]
+                tokens.update((s.image, t.to(torch.bfloat16)) for s, t in zip(chunk, tower_tokens(model, torch.stack([pixels[s.image] for s in chunk]))))
     if cfg.projector_from_heads and not cfg.init:
         if heads is None and tokens is not None:
             heads = fit_heads(cfg, tokens, train_scenes)
