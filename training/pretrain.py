@@ -237,13 +237,14 @@ class Encoder:
 
 
 def heldout_items(scene_list: list[tasks.Scene], n: int, seed: int) -> list[dict]:
-    """A fixed draw of ``n`` items a kind from held-out scenes: refer, region, question (answer-first)."""
+    """A fixed draw of ``n`` items a kind from held-out scenes: refer, region, question (answer-first), and
+    name (a one-word reference, "the cube": finding one object among the others, with nothing to relate)."""
     rng = random.Random(f"heldout:{seed}")
     items: list[dict] = []
-    for kind in ("refer", "region", "question"):
-        pool = [(s.image, x) for s in scene_list for x in {"refer": s.refer, "region": s.region, "question": s.qa}[kind]]
+    for kind in ("refer", "region", "question", "name"):  # name last: the others' draws stay those of earlier cards
+        pool = [(s.image, x) for s in scene_list for x in {"refer": s.refer, "region": s.region, "question": s.qa, "name": s.names}[kind]]
         for image, x in rng.sample(pool, min(n, len(pool))):
-            if kind == "refer":
+            if kind in ("refer", "name"):
                 items.append({"kind": kind, "image": image, "user": tasks.REFER_PROMPT.format(x[0]), "box": x[1]})
             elif kind == "region":
                 items.append({"kind": kind, "image": image, "user": tasks.REGION_PROMPT.format(x[0]), "answer": x[1][:1].upper() + x[1][1:]})
@@ -277,7 +278,7 @@ def run_heldout(model, processor, items: list[dict], images: dict[str, bytes], b
         second = generate([c + [assistant_turn(a), user_turn(tasks.BOX_PROMPT, with_image=False)] for c, a in zip(convs, first)], ims, 40)
         for it, a, b in zip(chunk, first, second):
             r = dict(it, pred=a)
-            if it["kind"] == "refer":
+            if it["kind"] in ("refer", "name"):
                 r["hit"] = _box_hit(a, it["box"])
             elif it["kind"] == "region":
                 r["hit"] = _answer_hit(a, it["answer"])
@@ -310,7 +311,7 @@ def image_reliance(model, processor, scene_list: list[tasks.Scene], images: dict
 
 
 def scores(results: list[dict]) -> dict[str, float]:
-    """Held-out accuracies in percent: refer (box IoU > 0.5), region (exact name), answer, answer box."""
+    """Held-out accuracies in percent: refer and name (box IoU > 0.5), region (exact name), answer, answer box."""
     def pct(xs):
         return round(100.0 * sum(xs) / len(xs), 1) if xs else float("nan")
 
@@ -319,6 +320,7 @@ def scores(results: list[dict]) -> dict[str, float]:
         "region_accuracy": pct([r["hit"] for r in results if r["kind"] == "region"]),
         "answer_accuracy": pct([r["hit"] for r in results if r["kind"] == "question"]),
         "answer_box_accuracy": pct([r["box_hit"] for r in results if r["kind"] == "question"]),
+        "name_box_accuracy": pct([r["hit"] for r in results if r["kind"] == "name"]),
     }
 
 
@@ -580,7 +582,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     subset = []
-    for kind in ("refer", "region", "question"):
+    for kind in ("refer", "region", "question", "name"):
         for r in [r for r in results if r["kind"] == kind][: cfg.subset]:
             image_id = int(Path(r["image"]).stem)
             b = held_images[r["image"]]
@@ -669,9 +671,9 @@ Boxes are MM-GCoT's normalized `[x, y, w, h]`.
 {t['wall_s'] / 60:.1f} min wall ({t['train_s'] / 60:.1f} min of training, {t['prepare_s'] / 60:.1f} min building the scenes and the model), {t['cpu_s'] / 60:.1f} min CPU, {t['threads']} threads on a CPU.
 {stages}
 ## Held out ({h['items_per_kind']} items a kind, greedy)
-| refer box (IoU > 0.5) | region name | answer | answer's box (IoU > 0.5) |
-|---|---|---|---|
-| {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
+| one-word reference's box (IoU > 0.5) | refer box (IoU > 0.5) | region name | answer | answer's box (IoU > 0.5) |
+|---|---|---|---|---|
+| {h.get('name_box_accuracy', '–')} | {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
 
 Does it read the image? The loss of held-out refer + region units is {h.get('loss_own_image', float('nan'))} with each scene's own image
 and {h.get('loss_other_image', float('nan'))} with another scene's (the same number would mean the image is ignored).
