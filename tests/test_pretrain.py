@@ -12,7 +12,7 @@ from pipeline.evaluation.strict import metrics
 from pipeline.steps import BuildConfig, run_plain
 from training import pretrain_tasks as tasks
 from training.experiment import paired_bootstrap
-from training.pretrain import SHIPPED, main, run_heldout, scene_image, scores
+from training.pretrain import SCORES, SHIPPED, main, run_heldout, scene_image, scores
 
 TINY = ["--image-size", "64", "--patch-size", "16", "--vision-hidden", "32", "--vision-layers", "1", "--text-hidden", "64",
         "--text-layers", "1", "--heads", "2", "--vocab-size", "400", "--batch-size", "8", "--units", "2", "--vision-steps", "10"]
@@ -111,9 +111,8 @@ def test_the_shipped_checkpoint_reproduces_its_recorded_heldout_outputs():
     differ = [(a["user"], a["pred"], b["pred"]) for a, b in zip(items, again) if a["pred"] != b["pred"] or a.get("pred_box") != b.get("pred_box")]
     assert len(differ) <= 1, differ  # greedy on float32: the same outputs up to a rare near-tie on another CPU
     got, recorded = scores(again), held["scores"]
-    kind = {"refer_box_accuracy": "refer", "region_accuracy": "region", "answer_accuracy": "question", "answer_box_accuracy": "question", "name_box_accuracy": "name"}
     for k in recorded:
-        n = sum(1 for it in items if it["kind"] == kind[k])
+        n = sum(1 for it in items if it["kind"] == SCORES[k][0])
         assert n == 0 or abs(got[k] - recorded[k]) <= 100 / n + 1e-9, (k, got[k], recorded[k])  # one item's worth: the near-tie above
 
 

@@ -236,12 +236,22 @@ class Encoder:
 # ---------------------------------------------------------------- held-out evaluation
 
 
+HELDOUT_KINDS = ("refer", "region", "question", "name")  # name last: the other kinds' draws stay those of earlier cards
+SCORES = {  # held-out score -> (the kind of item it is over, the item's field that is a hit)
+    "refer_box_accuracy": ("refer", "hit"),
+    "region_accuracy": ("region", "hit"),
+    "answer_accuracy": ("question", "hit"),
+    "answer_box_accuracy": ("question", "box_hit"),
+    "name_box_accuracy": ("name", "hit"),
+}
+
+
 def heldout_items(scene_list: list[tasks.Scene], n: int, seed: int) -> list[dict]:
     """A fixed draw of ``n`` items a kind from held-out scenes: refer, region, question (answer-first), and
     name (a one-word reference, "the cube": finding one object among the others, with nothing to relate)."""
     rng = random.Random(f"heldout:{seed}")
     items: list[dict] = []
-    for kind in ("refer", "region", "question", "name"):  # name last: the others' draws stay those of earlier cards
+    for kind in HELDOUT_KINDS:
         pool = [(s.image, x) for s in scene_list for x in {"refer": s.refer, "region": s.region, "question": s.qa, "name": s.names}[kind]]
         for image, x in rng.sample(pool, min(n, len(pool))):
             if kind in ("refer", "name"):
@@ -315,13 +325,7 @@ def scores(results: list[dict]) -> dict[str, float]:
     def pct(xs):
         return round(100.0 * sum(xs) / len(xs), 1) if xs else float("nan")
 
-    return {
-        "refer_box_accuracy": pct([r["hit"] for r in results if r["kind"] == "refer"]),
-        "region_accuracy": pct([r["hit"] for r in results if r["kind"] == "region"]),
-        "answer_accuracy": pct([r["hit"] for r in results if r["kind"] == "question"]),
-        "answer_box_accuracy": pct([r["box_hit"] for r in results if r["kind"] == "question"]),
-        "name_box_accuracy": pct([r["hit"] for r in results if r["kind"] == "name"]),
-    }
+    return {score: pct([r[field] for r in results if r["kind"] == kind]) for score, (kind, field) in SCORES.items()}
 
 
 # ---------------------------------------------------------------- training
@@ -582,7 +586,7 @@ def pretrain(cfg: PretrainConfig, out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     subset = []
-    for kind in ("refer", "region", "question", "name"):
+    for kind in HELDOUT_KINDS:
         for r in [r for r in results if r["kind"] == kind][: cfg.subset]:
             image_id = int(Path(r["image"]).stem)
             b = held_images[r["image"]]
@@ -673,7 +677,7 @@ Boxes are MM-GCoT's normalized `[x, y, w, h]`.
 ## Held out ({h['items_per_kind']} items a kind, greedy)
 | one-word reference's box (IoU > 0.5) | refer box (IoU > 0.5) | region name | answer | answer's box (IoU > 0.5) |
 |---|---|---|---|---|
-| {h.get('name_box_accuracy', '–')} | {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
+| {h['name_box_accuracy']} | {h['refer_box_accuracy']} | {h['region_accuracy']} | {h['answer_accuracy']} | {h['answer_box_accuracy']} |
 
 Does it read the image? The loss of held-out refer + region units is {h.get('loss_own_image', float('nan'))} with each scene's own image
 and {h.get('loss_other_image', float('nan'))} with another scene's (the same number would mean the image is ignored).
