@@ -65,7 +65,7 @@ demo: venv ## build the embedded synthetic default and print where the release w
 longv: venv ## LongV-EVAL on the embedded default: 3 synthetic one-minute videos -> releases/longv-demo
 	$(PY) -m gcot build-longv --videos synthetic --count 3 --seed 0 --out releases/longv-demo --overwrite
 
-test: venv labelstudio llamafactory chromium postgres lint ## the default test suite (fast + real-server tests; slow ones excluded)
+test: venv labelstudio chromium lint ## the default test suite (fast + real-server tests; slow ones, LLaMA-Factory's and PostgreSQL's among them, excluded: make test-all)
 	$(PY) -m pytest -q
 
 lint: venv

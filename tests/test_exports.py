@@ -124,6 +124,7 @@ def test_trl_sft_trainer_takes_the_export_for_a_step(demo_release, tmp_path):
 LF_VENV = Path(__file__).resolve().parent.parent / ".venv-llamafactory"  # make llamafactory (tests/llamafactory.lock.txt)
 
 
+@pytest.mark.slow  # kept out of the default run's 15 minutes (make test-all runs it)
 @pytest.mark.skipif(not (LF_VENV / "bin" / "python").exists(), reason="LLaMA-Factory's own environment not installed: make llamafactory")
 def test_llamafactory_own_loader_reads_the_export(demo_release, tmp_path):
     """LLaMA-Factory 0.9.5's own dataset loading (in .venv-llamafactory: its pins clash with ours) on the export's

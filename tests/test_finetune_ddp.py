@@ -23,6 +23,7 @@ def losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run / "loss.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # kept out of the default run's 15 minutes (make test-all runs it)
 def test_two_processes_match_the_single_process_loss_curve(demo_release, tmp_path):
     release, _ = demo_release
     assert main(["--data", str(release), "--out", str(tmp_path / "one"), *ARGS]) == 0

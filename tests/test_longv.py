@@ -292,6 +292,7 @@ def test_an_mpeg4_part2_video_is_served_to_the_browser_as_h264(tmp_path):
     assert (tmp_path / "again.mp4").read_bytes() == out.read_bytes()
 
 
+@pytest.mark.slow  # kept out of the default run's 15 minutes (make test-all runs it)
 def test_flow_on_a_local_dask_cluster_writes_the_same_bytes(videos, prefect_harness, tmp_path):
     from gcot.flows.build_longv import build_longv_eval
 

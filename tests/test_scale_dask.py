@@ -38,6 +38,7 @@ def test_local_dask_cluster_of_two_processes_writes_the_same_bytes(reference, tm
     assert len(list((tmp_path / "work" / "shard_results").glob("*.done.json"))) == N_SHARDS
 
 
+@pytest.mark.slow  # kept out of the default run's 15 minutes (make test-all runs it)
 def test_a_worker_killed_mid_run_costs_only_its_shard(reference, tmp_path):
     ref, ref_summary = reference
     flag = tmp_path / "killed"

@@ -17,7 +17,7 @@ from gcot import scale
 from gcot.flows.serve import start_server
 from tests.ports import free_port
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # slow: two servers on Postgres, over two minutes (make test-all)
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
